@@ -1,0 +1,169 @@
+"""The image catalog: every image of every source validated, hashed, normalised and split."""
+
+
+import json
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.ingestion import ingestion_assets
+from assets.metadata import counts_md, path_value, table_preview
+from lenslab.params import param
+from lenslab.paths import SOURCES
+from orchestration.resources import DataRoot
+from orchestration.stages import Stage
+
+CATALOG_STAGE = Stage(
+    outs=("catalog",),
+    code=("lenslab/catalog.py", "lenslab/images.py", "assets/catalog.py", "assets/metadata.py"),
+    params=("seed", "catalog"),
+)
+
+
+class CatalogConfig(dg.Config):
+    max_side: int = Field(default=param("catalog.max_side"),
+                          description="Longest side of the normalised copies, in pixels.")
+    max_pixels: int = Field(default=param("catalog.max_pixels"),
+                            description="More pixels: rejected as a decompression bomb.")
+    seed: int = Field(default=param("seed"), description="Seed of the assigned splits.")
+    train: float = Field(default=param("catalog.split_fractions.train"),
+                         description="Fraction assigned to train where a source has no split.")
+    val: float = Field(default=param("catalog.split_fractions.val"))
+    test: float = Field(default=param("catalog.split_fractions.test"))
+    workers: int | None = Field(default=None, description="Worker processes (default: all cores).")
+
+
+@dg.asset(
+    group_name="catalog",
+    kinds={"python", "parquet", "pillow"},
+    deps=ingestion_assets,
+    metadata=CATALOG_STAGE.metadata(),
+    code_version=CATALOG_STAGE.code_version(),
+    description="One row per image (content SHA-256, source, split, labels, size, format); "
+    "normalised RGB copies by content hash; a quarantine table with the reason for each "
+    "rejected file.",
+)
+def image_catalog(
+    context: dg.AssetExecutionContext, config: CatalogConfig, data_root: DataRoot
+) -> dg.MaterializeResult:
+    from lenslab.catalog import build_catalog, catalog_summary, write_catalog
+
+    layout = data_root.layout()
+    records = pd.concat(
+        [pd.read_parquet(layout.records(s)) for s in SOURCES], ignore_index=True, sort=False
+    )
+    result = build_catalog(
+        records, layout, max_side=config.max_side, max_pixels=config.max_pixels,
+        seed=config.seed, split_fractions={"train": config.train, "val": config.val,
+                                           "test": config.test},
+        workers=config.workers,
+    )
+    write_catalog(result, layout)
+    summary = catalog_summary(result.catalog, result.quarantine)
+    for row in result.quarantine.itertuples():
+        context.log.warning(f"quarantined {row.original_path}: {row.reason}")
+    context.log.info(f"catalog: {len(result.catalog)} images, {len(result.quarantine)} quarantined")
+    return dg.MaterializeResult(
+        metadata={
+            "images": len(result.catalog),
+            "quarantined": len(result.quarantine),
+            "duplicates": int(result.catalog["duplicate_of"].notna().sum()),
+            "per_source": counts_md(result.catalog["source"].value_counts().to_dict(),
+                                    ("source", "images")),
+            "summary": dg.MetadataValue.json(json.loads(json.dumps(summary, default=str))),
+            "catalog_path": path_value(layout.catalog),
+            "quarantine_path": path_value(layout.quarantine),
+            "preview": table_preview(result.catalog[["image_id", "source", "split", "width",
+                                                     "height", "format", "sha256"]]),
+            "quarantine_preview": table_preview(result.quarantine),
+        }
+    )
+
+
+def _load(data_root: DataRoot) -> pd.DataFrame:
+    return pd.read_parquet(data_root.layout().catalog)
+
+
+def _result(problems: list[str], what: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"violations": len(problems), "examples": ", ".join(map(str, problems[:10]))},
+        description=f"{len(problems)} {what}" if problems else None,
+    )
+
+
+@dg.asset_check(asset=image_catalog, blocking=True,
+                 description="Every catalog row has its normalised image on disk.")
+def catalog_files_present(data_root: DataRoot) -> dg.AssetCheckResult:
+    from lenslab.catalog import catalog_contract_problems
+
+    problems = catalog_contract_problems(_load(data_root), data_root.layout())
+    return _result(problems["missing_files"], "rows without their file")
+
+
+@dg.asset_check(asset=image_catalog, blocking=True,
+                description="No image content (SHA-256) appears in two different splits.")
+def catalog_no_split_leaks(data_root: DataRoot) -> dg.AssetCheckResult:
+    from lenslab.catalog import catalog_contract_problems
+
+    problems = catalog_contract_problems(_load(data_root), data_root.layout())
+    return _result(problems["split_leaks"] + problems["bad_splits"], "leaking or unknown splits")
+
+
+@dg.asset_check(asset=image_catalog, blocking=True,
+                description="Every source has images, and those with an official split have "
+                "both train and test images.")
+def catalog_counts_per_split(data_root: DataRoot) -> dg.AssetCheckResult:
+    catalog = _load(data_root)
+    counts = catalog.groupby(["source", "split"], dropna=False).size().unstack(fill_value=0)
+    problems = [s for s in SOURCES if s not in counts.index]
+    problems += [f"{s}: no {split}" for s in counts.index for split in ("train", "test")
+                 if split in counts.columns and counts.loc[s, split] == 0]
+    result = _result(problems, "sources with empty splits")
+    return dg.AssetCheckResult(
+        passed=result.passed, description=result.description,
+        metadata={**result.metadata, "counts": dg.MetadataValue.md(counts.to_markdown())},
+    )
+
+
+@dg.asset_check(asset=image_catalog, description="Assigned split proportions stay within 10 "
+                "points of the configured fractions (per source, where the source had none).")
+def catalog_split_proportions(data_root: DataRoot) -> dg.AssetCheckResult:
+    catalog = _load(data_root)
+    wanted = param("catalog.split_fractions")
+    assigned = catalog[catalog["split_assigned"]] if "split_assigned" in catalog else catalog
+    problems = []
+    for source, group in assigned.groupby("source"):
+        shares = group["split"].value_counts(normalize=True)
+        for split, fraction in wanted.items():
+            if abs(shares.get(split, 0.0) - fraction) > 0.10:
+                problems.append(f"{source}/{split}: {shares.get(split, 0.0):.2f} vs {fraction}")
+    return _result(problems, "split shares off target")
+
+
+LABEL_RULES: dict[str, dict[str, tuple[float, float]]] = {
+    "oxford_pets": {"class_id": (1, 37), "breed_id": (1, 25)},
+    "flickr_aes": {"mean_score": (0.0, 5.0)},
+    "photo_preferences": {"tier": (0, 14)},
+}
+
+
+@dg.asset_check(asset=image_catalog, blocking=True,
+                description="Numeric labels lie in their documented ranges.")
+def catalog_label_ranges(data_root: DataRoot) -> dg.AssetCheckResult:
+    catalog = _load(data_root)
+    problems = []
+    for source, rules in LABEL_RULES.items():
+        labels = catalog.loc[catalog["source"] == source, ["image_id", "labels"]]
+        for image_id, raw in labels.itertuples(index=False):
+            values = json.loads(raw) if raw else {}
+            for key, (lo, hi) in rules.items():
+                v = values.get(key)
+                if v is not None and not (lo <= float(v) <= hi):
+                    problems.append(f"{image_id}: {key}={v}")
+    return _result(problems, "labels out of range")
+
+
+catalog_checks = [catalog_files_present, catalog_no_split_leaks, catalog_counts_per_split,
+                  catalog_split_proportions, catalog_label_ranges]

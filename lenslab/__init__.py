@@ -1,0 +1,1 @@
+"""lenslab: plain-Python building blocks of the photo-ML pipeline (no Dagster imports here)."""

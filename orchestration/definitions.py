@@ -1,0 +1,29 @@
+"""The one Definitions object of lenslab: `dagster dev` and `dg dev` load it from pyproject.toml."""
+
+
+import dagster as dg
+
+from assets.catalog import catalog_checks, image_catalog
+from assets.ingestion import ingestion_assets
+from orchestration.resources import DataRoot, HttpClient, TorchDevice
+
+all_assets = [*ingestion_assets, image_catalog]
+all_checks = [*catalog_checks]
+
+pipeline_job = dg.define_asset_job(
+    "pipeline",
+    selection=dg.AssetSelection.all(),
+    description="The whole pipeline: ingestion, catalog and everything downstream.",
+)
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=all_assets,
+        asset_checks=all_checks,
+        jobs=[pipeline_job],
+        resources={"data_root": DataRoot(), "http": HttpClient(), "device": TorchDevice()},
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,69 @@
+"""What each asset reads and writes on disk, declared once.
+
+The same declaration gives the asset its Dagster metadata and code version, and gives `dvc.yaml`
+its stage (see orchestration/dvc_stages.py), so the asset graph and the DVC pipeline cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+from lenslab.params import REPO_ROOT
+
+# Code every stage runs: a change here re-runs everything.
+COMMON_CODE = ("lenslab/__init__.py", "lenslab/params.py", "lenslab/paths.py",
+               "lenslab/atomic.py", "lenslab/errors.py", "lenslab/seeding.py",
+               "lenslab/records.py", "orchestration/resources.py", "orchestration/stages.py")
+
+METADATA_KEY = "lenslab/stage"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """outs: folders/files under the data root; code: repo paths; params: params.yaml keys."""
+
+    outs: tuple[str, ...]
+    code: tuple[str, ...]
+    params: tuple[str, ...] = ()
+
+    def all_code(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*COMMON_CODE, *self.code)))
+
+    def metadata(self) -> dict[str, object]:
+        return {METADATA_KEY: {"outs": list(self.outs), "code": list(self.code),
+                               "params": list(self.params)}}
+
+    def code_version(self) -> str:
+        return _hash_paths(self.all_code())
+
+
+def _files_under(rel: str) -> Iterable[str]:
+    path = REPO_ROOT / rel
+    if path.is_file():
+        yield rel
+        return
+    for f in sorted(path.rglob("*.py")):
+        if "__pycache__" not in f.parts:
+            yield f.relative_to(REPO_ROOT).as_posix()
+
+
+@cache
+def _hash_paths(paths: tuple[str, ...]) -> str:
+    """Hash of the code an asset runs: Dagster marks the asset unsynced when it changes."""
+    digest = hashlib.sha256()
+    for rel in paths:
+        for f in _files_under(rel):
+            digest.update(f.encode())
+            digest.update((REPO_ROOT / f).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stage_of(metadata: dict) -> Stage | None:
+    raw = metadata.get(METADATA_KEY)
+    if raw is None:
+        return None
+    value = getattr(raw, "value", raw)  # a MetadataValue wraps the dict once loaded
+    return Stage(tuple(value["outs"]), tuple(value["code"]), tuple(value["params"]))
