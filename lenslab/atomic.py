@@ -12,6 +12,9 @@ from typing import IO
 
 import pandas as pd
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
@@ -21,6 +24,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; the final file gets normal modes
     try:
         yield tmp_path
         os.replace(tmp_path, final)

@@ -10,7 +10,8 @@ A parser reads one dataset in its distributed format and returns a :class:`Parse
 and any number of label columns of the source's own (breed, popularity, worker ratings, ...).
 
 ``tables`` — further tables the dataset carries, by name (FLICKR-AES "ratings", landmark
-"keypoints", preference "pairs", ...); the ingestion asset writes each as raw/<source>/<name>.parquet.
+"keypoints", preference "pairs", ...); the ingestion asset writes each as
+raw/<source>/<name>.parquet.
 
 ``rejected`` — rows the parser could not use, each with the file, the line and the reason, so a
 malformed row is reported and skipped while the rest of the dataset is kept.
