@@ -1,0 +1,638 @@
+"""Robust single-file downloads over HTTP(S) with httpx.
+
+One primitive, ``download_file``, that every source with an ``http`` mode uses:
+
+* streams into ``<dest>.part`` beside the destination, then fsync + ``os.replace`` (a reader never
+  sees a half file under the final name);
+* asks for ``Accept-Encoding: identity`` and hashes the bytes *as sent* (``iter_raw``); if a
+  ``Content-Encoding`` still arrives, the decoded body is accepted only when that is what matches
+  the pinned hash (a mislabelled ``.tar.gz`` versus on-the-fly gzip, research C3);
+* resumes a ``.part`` with ``Range`` + ``If-Range`` (the validator is kept in ``<dest>.part.json``);
+* retries transient failures with exponential backoff and jitter, honouring ``Retry-After``;
+* enforces a total deadline per file (the read timeout is per chunk, so a slow drip never trips it)
+  and a byte cap;
+* shares a per-host concurrency and rate limit between threads (``HostLimiter``).
+
+Every failure is a ``DownloadError`` (a ``lenslab.errors.DataError``) naming the URL and reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from tqdm import tqdm
+
+from lenslab.errors import DataError
+
+Expect = Literal["archive", "image"] | None
+
+# Statuses worth another try: timeouts, "too early", rate limiting and server-side trouble.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+CHUNK = 64 * 1024
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # smaller files download too fast for a bar to help
+MAX_BACKOFF_S = 60.0
+
+
+class DownloadError(DataError):
+    """A download that failed. ``status`` is the HTTP status when one was received."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, attempts: int = 0):
+        super().__init__(url, reason)
+        self.url = url
+        self.status = status
+        self.attempts = attempts
+
+
+class ChecksumError(DownloadError):
+    """The body does not match the pinned SHA-256 / MD5."""
+
+
+class DeadlineExceeded(DownloadError):
+    """The file took longer than ``deadline_s`` in all; its ``.part`` is kept for a rerun."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The ``http:`` section of params.yaml, plus two knobs that rarely need changing."""
+
+    user_agent: str
+    connect_timeout_s: float
+    read_timeout_s: float
+    deadline_s: float
+    max_bytes: int
+    max_image_bytes: int
+    retries: int  # retries after the first attempt
+    backoff_s: float
+    per_host_concurrency: int
+    per_host_rate_per_s: float  # <= 0 means no rate limit
+    retry_after_cap_s: float = 120.0  # never sleep longer than this for one Retry-After
+    max_redirects: int = 10
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> HttpSettings:
+        """Build from the ``http:`` section (or the whole params dict holding one)."""
+        section = params.get("http", params)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(section) - names
+        if unknown:
+            raise DataError("params.yaml:http", f"unknown keys {sorted(unknown)}")
+        try:
+            settings = cls(**section)
+        except TypeError as exc:  # a required key is missing
+            raise DataError("params.yaml:http", str(exc)) from exc
+        if settings.deadline_s <= 0 or settings.max_bytes <= 0 or settings.retries < 0:
+            raise DataError("params.yaml:http", "need deadline_s > 0, max_bytes > 0, retries >= 0")
+        if settings.per_host_concurrency < 1:
+            raise DataError("params.yaml:http", "per_host_concurrency must be >= 1")
+        return settings
+
+    @classmethod
+    def default(cls) -> HttpSettings:
+        """The settings in the project's params.yaml."""
+        from lenslab.params import load_params
+
+        return cls.from_params(load_params()["http"])
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    url: str
+    final_url: str
+    sha256: str
+    md5: str
+    bytes: int
+    etag: str | None
+    last_modified: str | None
+    content_type: str | None
+    attempts: int  # 0 when the file was already there with the pinned hash
+    resumed: bool
+
+
+# --------------------------------------------------------------------------- politeness
+
+
+@dataclass
+class _HostState:
+    semaphore: threading.Semaphore
+    next_at: float = 0.0
+    min_interval_s: float = 0.0
+
+
+class HostLimiter:
+    """Per-host concurrency (a semaphore) and request rate, shared by all threads.
+
+    The rate is a token bucket holding one token (requests are spaced ``1/rate`` apart): a polite
+    crawler has no use for bursts. The host is ``host[:port]`` of the URL.
+    """
+
+    def __init__(self, concurrency: int, rate_per_s: float):
+        self.concurrency = max(1, int(concurrency))
+        self.rate_per_s = rate_per_s
+        self._lock = threading.Lock()
+        self._hosts: dict[str, _HostState] = {}
+
+    def _state(self, url: str) -> _HostState:
+        host = urlsplit(url).netloc.lower()
+        with self._lock:
+            if host not in self._hosts:
+                self._hosts[host] = _HostState(threading.Semaphore(self.concurrency))
+            return self._hosts[host]
+
+    def set_min_interval(self, url: str, seconds: float) -> None:
+        """Space requests to this URL's host at least ``seconds`` apart (robots.txt Crawl-delay)."""
+        state = self._state(url)
+        with self._lock:
+            state.min_interval_s = max(state.min_interval_s, seconds)
+
+    @contextlib.contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        """Hold one of the host's connections for one request, after waiting for its turn."""
+        state = self._state(url)
+        with state.semaphore:
+            interval = 1.0 / self.rate_per_s if self.rate_per_s > 0 else 0.0
+            with self._lock:
+                now = time.monotonic()
+                at = max(now, state.next_at)
+                state.next_at = at + max(interval, state.min_interval_s)
+            if at > now:
+                time.sleep(at - now)
+            yield
+
+
+_shared_limiters: dict[tuple[int, float], HostLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(settings: HttpSettings) -> HostLimiter:
+    """One process-wide limiter per (concurrency, rate), so separate calls still share hosts."""
+    key = (settings.per_host_concurrency, settings.per_host_rate_per_s)
+    with _shared_lock:
+        if key not in _shared_limiters:
+            _shared_limiters[key] = HostLimiter(*key)
+        return _shared_limiters[key]
+
+
+def make_client(settings: HttpSettings, *, max_connections: int = 100) -> httpx.Client:
+    """A client that identifies itself, follows redirects and uses the configured timeouts."""
+    return httpx.Client(
+        headers={"User-Agent": settings.user_agent},
+        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+        follow_redirects=True,
+        max_redirects=settings.max_redirects,
+        limits=httpx.Limits(max_connections=max_connections),
+    )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+# --------------------------------------------------------------------------- content sniffing
+
+IMAGE_EXTENSIONS = {
+    "jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif",
+}
+ARCHIVE_KINDS = frozenset({"gzip", "bzip2", "xz", "zip", "zstd", "7z", "tar"})
+
+
+def sniff(head: bytes) -> str | None:
+    """Name the format of a body from its first bytes (at least 512 for tar), or None."""
+    magics = [
+        (b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
+        (b"GIF89a", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+        (b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
+        (b"PK\x05\x06", "zip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"),
+    ]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    for magic, kind in magics:
+        if head.startswith(magic):
+            return kind
+    if head[257:262] == b"ustar":
+        return "tar"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text:
+        return "html"
+    return None
+
+
+def _check_expected(url: str, path: Path, expect: Expect) -> None:
+    if expect is None:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    kind = sniff(head)
+    wanted = IMAGE_EXTENSIONS.keys() if expect == "image" else ARCHIVE_KINDS
+    if kind in wanted:
+        return
+    if kind == "html":
+        raise DownloadError(url, f"HTML page, not an {expect}")
+    raise DownloadError(url, f"not an {expect}: body starts with {head[:12]!r}")
+
+
+# --------------------------------------------------------------------------- hashing / files
+
+
+class _Hashes:
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.sha.update(chunk)
+        self.md5.update(chunk)
+        self.size += len(chunk)
+
+    def feed_file(self, path: Path) -> _Hashes:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                self.update(chunk)
+        return self
+
+    def matches(self, sha256: str | None, md5: str | None) -> bool:
+        return (sha256 is None or self.sha.hexdigest() == sha256) and (
+            md5 is None or self.md5.hexdigest() == md5
+        )
+
+
+def _digest(value: str | None, length: int, name: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
+        raise DataError(name, f"not a {length}-hex-digit {name}: {value!r}")
+    return value
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, hence best effort.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _decode_file(src: Path, dst: Path, encoding: str, cap: int, url: str) -> _Hashes | None:
+    """Undo a gzip/deflate content coding; None if unsupported or not validly encoded."""
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 31
+    elif encoding == "deflate":
+        wbits = 15
+    else:
+        return None
+    hashes = _Hashes()
+    decoder = zlib.decompressobj(wbits)
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            pending = b""
+            while pending or (pending := fin.read(CHUNK)):
+                out = decoder.decompress(pending, CHUNK)  # bounded: a bomb can't balloon memory
+                pending = decoder.unconsumed_tail
+                if decoder.eof and decoder.unused_data:  # a further gzip member follows
+                    pending, decoder = decoder.unused_data, zlib.decompressobj(wbits)
+                hashes.update(out)
+                if hashes.size > cap:
+                    raise DownloadError(url, f"decoded body exceeds the cap of {cap} bytes")
+                fout.write(out)
+            tail = decoder.flush()  # output zlib still holds once all input is in (small)
+            hashes.update(tail)
+            fout.write(tail)
+            fout.flush()
+            os.fsync(fout.fileno())
+    except zlib.error:
+        return None
+    return hashes if decoder.eof else None
+
+
+# --------------------------------------------------------------------------- the download
+
+
+class _Transient(Exception):
+    """An attempt failed in a way another attempt may fix."""
+
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Job:
+    url: str
+    dest: Path
+    sha256: str | None
+    md5: str | None
+    cap: int
+    expect: Expect
+    settings: HttpSettings
+    deadline: float
+    check_headers: Callable[[httpx.Response], None] | None
+    progress: bool
+
+    @property
+    def part(self) -> Path:
+        return self.dest.with_name(self.dest.name + ".part")
+
+    @property
+    def meta(self) -> Path:
+        return self.dest.with_name(self.dest.name + ".part.json")
+
+    @property
+    def decoded(self) -> Path:
+        return self.dest.with_name(self.dest.name + ".decoded.part")
+
+    def discard(self) -> None:
+        for path in (self.part, self.meta, self.decoded):
+            path.unlink(missing_ok=True)
+
+    def left_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def deadline_error(self, detail: str) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            self.url, f"deadline of {self.settings.deadline_s:g} s exceeded {detail}"
+        )
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    md5: str | None = None,
+    settings: HttpSettings | None = None,
+    client: httpx.Client | None = None,
+    progress: bool = True,
+    max_bytes: int | None = None,
+    expect: Expect = None,
+    limiter: HostLimiter | None = None,
+    check_headers: Callable[[httpx.Response], None] | None = None,
+) -> DownloadResult:
+    """Download ``url`` to ``dest`` atomically, verified against the pinned hash(es) if given.
+
+    ``expect`` ("archive" / "image") rejects a body of another kind (an HTML error page served
+    with 200). ``check_headers`` sees the response before its body is read and may raise a
+    ``DownloadError`` to refuse it. A ``.part`` is kept after transient failures, so a rerun
+    resumes; it is removed after permanent ones. Without a pinned hash an existing ``dest`` is
+    fetched again. Two calls must not share one ``dest`` at once.
+    """
+    settings = settings or HttpSettings.default()
+    dest = Path(dest)
+    sha256 = _digest(sha256, 64, "sha256")
+    md5 = _digest(md5, 32, "md5")
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(url, "not an http(s) URL")
+    if (sha256 or md5) and dest.is_file():
+        have = _Hashes().feed_file(dest)
+        if have.matches(sha256, md5):  # idempotent rerun: nothing to fetch
+            return DownloadResult(
+                dest, url, url, have.sha.hexdigest(), have.md5.hexdigest(), have.size,
+                None, None, None, attempts=0, resumed=False,
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    job = _Job(
+        url, dest, sha256, md5, max_bytes if max_bytes is not None else settings.max_bytes,
+        expect, settings, time.monotonic() + settings.deadline_s, check_headers, progress,
+    )
+    own_client = client is None
+    client = client or make_client(settings, max_connections=settings.per_host_concurrency)
+    try:
+        return _with_retries(job, client, limiter or shared_limiter(settings))
+    finally:
+        if own_client:
+            client.close()
+
+
+def _with_retries(job: _Job, client: httpx.Client, limiter: HostLimiter) -> DownloadResult:
+    settings = job.settings
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with limiter.slot(job.url):
+                return _attempt(job, client, attempt)
+        except _Transient as exc:
+            last = exc
+        except DownloadError as exc:
+            exc.attempts = attempt
+            if not isinstance(exc, DeadlineExceeded):
+                job.discard()
+            raise
+        if attempt > settings.retries:
+            raise DownloadError(
+                job.url, f"gave up after {attempt} attempts: {last.reason}",
+                status=last.status, attempts=attempt,
+            )
+        if last.retry_after is not None:
+            delay = min(last.retry_after, settings.retry_after_cap_s)
+        else:  # exponential backoff with "equal jitter": never less than half the step
+            step = min(settings.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+            delay = step / 2 + random.uniform(0, step / 2)
+        if job.left_s() <= delay:
+            err = job.deadline_error(f"after {attempt} attempts (last: {last.reason})")
+            err.status, err.attempts = last.status, attempt
+            raise err
+        time.sleep(delay)
+
+
+def _resume_point(job: _Job) -> tuple[int, dict[str, Any]]:
+    """Bytes already in ``.part`` and their response metadata, if they can be resumed safely."""
+    try:
+        meta = json.loads(job.meta.read_text(encoding="utf-8"))
+        size = job.part.stat().st_size
+    except (OSError, ValueError):
+        return 0, {}
+    if meta.get("url") != job.url or not meta.get("validator") or size == 0:
+        return 0, {}
+    return size, meta
+
+
+def _attempt(job: _Job, client: httpx.Client, attempt: int) -> DownloadResult:
+    left = job.left_s()
+    if left <= 0:
+        raise job.deadline_error("before the request")
+    offset, meta = _resume_point(job)
+    headers = {"User-Agent": job.settings.user_agent, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = meta["validator"]
+    # No single wait may outlive the deadline.
+    timeout = httpx.Timeout(
+        min(job.settings.read_timeout_s, left), connect=min(job.settings.connect_timeout_s, left)
+    )
+    try:
+        with client.stream(
+            "GET", job.url, headers=headers, timeout=timeout, follow_redirects=True
+        ) as resp:
+            return _receive(job, resp, offset, meta, attempt)
+    except httpx.TooManyRedirects as exc:
+        raise DownloadError(
+            job.url, f"redirect loop or more than {client.max_redirects} redirects"
+        ) from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise DownloadError(job.url, f"bad URL: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        raise _Transient(f"timeout ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _content_range(resp: httpx.Response) -> tuple[int | None, int | None]:
+    """(start, total) of ``Content-Range: bytes a-b/n`` or ``bytes */n``."""
+    value = resp.headers.get("Content-Range", "")
+    found = re.fullmatch(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)", value.strip())
+    if not found:
+        return None, None
+    start, total = found.groups()
+    return (int(start) if start else None), (int(total) if total != "*" else None)
+
+
+def _receive(
+    job: _Job, resp: httpx.Response, offset: int, meta: dict[str, Any], attempt: int
+) -> DownloadResult:
+    status = resp.status_code
+    if status in RETRY_STATUSES:
+        raise _Transient(
+            f"HTTP {status} {resp.reason_phrase}", status,
+            parse_retry_after(resp.headers.get("Retry-After")),
+        )
+    if status == 416 and offset:
+        _, total = _content_range(resp)
+        if total == offset:  # the .part was complete already
+            return _finish(job, _Hashes().feed_file(job.part), meta, attempt, resumed=True)
+        job.discard()
+        raise _Transient(f"HTTP 416 for a {offset}-byte .part of a {total}-byte file", status)
+    if status not in (200, 206):
+        raise DownloadError(job.url, f"HTTP {status} {resp.reason_phrase}", status=status)
+    if job.check_headers:
+        job.check_headers(resp)
+
+    hashes = _Hashes()
+    if status == 206:
+        if not offset:
+            raise DownloadError(job.url, "HTTP 206 to a request without Range", status=status)
+        start, _ = _content_range(resp)
+        if start != offset:
+            job.discard()
+            raise _Transient(f"Content-Range starts at {start}, expected {offset}", status)
+        hashes.feed_file(job.part)
+        mode = "ab"
+    else:  # a full body: start over, remembering how to resume it
+        offset, mode = 0, "wb"
+        meta = _response_meta(job.url, resp)
+        job.meta.write_text(json.dumps(meta), encoding="utf-8")
+
+    length = resp.headers.get("Content-Length")
+    total = offset + int(length) if length and length.isdigit() else None
+    if total is not None and total > job.cap:
+        raise DownloadError(
+            job.url, f"Content-Length {total} exceeds the cap of {job.cap} bytes", status=status
+        )
+    show = job.progress and sys.stderr.isatty() and (total is None or total >= PROGRESS_MIN_BYTES)
+    with open(job.part, mode) as fh, tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, desc=job.dest.name,
+        disable=not show, leave=False,
+    ) as bar:
+        for chunk in resp.iter_raw():  # as read: a chunk size would hide a slow drip
+            if hashes.size + len(chunk) > job.cap:
+                raise DownloadError(job.url, f"body exceeds the cap of {job.cap} bytes")
+            if job.left_s() < 0:
+                raise job.deadline_error(f"after {hashes.size} bytes")
+            fh.write(chunk)
+            hashes.update(chunk)
+            bar.update(len(chunk))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return _finish(job, hashes, meta, attempt, resumed=status == 206)
+
+
+def _response_meta(url: str, resp: httpx.Response) -> dict[str, Any]:
+    etag = resp.headers.get("ETag")
+    last_modified = resp.headers.get("Last-Modified")
+    strong_etag = etag if etag and not etag.startswith("W/") else None  # weak ones can't If-Range
+    return {
+        "url": url,
+        "final_url": str(resp.url),
+        "validator": strong_etag or last_modified,
+        "etag": etag,
+        "last_modified": last_modified,
+        "content_type": resp.headers.get("Content-Type"),
+        "content_encoding": resp.headers.get("Content-Encoding"),
+    }
+
+
+def _finish(
+    job: _Job, raw: _Hashes, meta: dict[str, Any], attempt: int, *, resumed: bool
+) -> DownloadResult:
+    """Pick raw or decoded body by the pinned hash, check its kind, move it into place."""
+    encoding = (meta.get("content_encoding") or "").strip().lower()
+    pinned = job.sha256 is not None or job.md5 is not None
+    decoded = None
+    if encoding not in ("", "identity") and not (pinned and raw.matches(job.sha256, job.md5)):
+        decoded = _decode_file(job.part, job.decoded, encoding, job.cap, job.url)
+    if pinned and raw.matches(job.sha256, job.md5):
+        chosen, path = raw, job.part
+    elif decoded is not None and decoded.matches(job.sha256, job.md5):
+        chosen, path = decoded, job.decoded  # without a pin, HTTP semantics: the decoded body
+    elif not pinned:
+        chosen, path = raw, job.part
+    else:
+        job.discard()
+        if resumed:  # the appended bytes may be what's wrong: one more try from scratch
+            raise _Transient("checksum mismatch after resuming; restarting")
+        expected = f"sha256 {job.sha256}" if job.sha256 else f"md5 {job.md5}"
+        got = f"sha256 {raw.sha.hexdigest()} md5 {raw.md5.hexdigest()}"
+        if decoded is not None:
+            got += f" (after {encoding} decoding: sha256 {decoded.sha.hexdigest()})"
+        raise ChecksumError(job.url, f"checksum mismatch: expected {expected}, got {got}")
+    _check_expected(job.url, path, job.expect)
+    os.replace(path, job.dest)
+    _fsync_dir(job.dest.parent)
+    job.discard()
+    return DownloadResult(
+        path=job.dest,
+        url=job.url,
+        final_url=meta.get("final_url") or job.url,
+        sha256=chosen.sha.hexdigest(),
+        md5=chosen.md5.hexdigest(),
+        bytes=chosen.size,
+        etag=meta.get("etag"),
+        last_modified=meta.get("last_modified"),
+        content_type=meta.get("content_type"),
+        attempts=attempt,
+        resumed=resumed,
+    )

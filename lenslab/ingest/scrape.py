@@ -1,0 +1,311 @@
+"""Fetch a user-supplied manifest of image URLs, responsibly (research D).
+
+No crawling: only the URLs given. Per URL, in this order:
+
+1. robots.txt of the host (fetched once per host with protego, cached). As common crawlers do:
+   unreachable (network error) → allowed; 4xx → allowed (no robots.txt); 429 or 5xx → the whole
+   host is treated as disallowed. A ``Crawl-delay`` slows the host's rate further.
+2. The image is downloaded with ``download_file(expect="image", max_bytes=max_image_bytes)``;
+   its response headers are checked *before the body is read*: an ``X-Robots-Tag`` carrying
+   ``noai`` or ``noimageai`` (for everyone or for our product token) skips it. ``noindex`` and
+   the rest are recorded in ``x_robots_tag`` but do not skip: we do not index anything.
+3. The file is saved as ``dest_root / target_dir(row) / f"{sha256}{ext}"`` with the extension of
+   the sniffed content, not of the URL.
+
+Requests carry the configured User-Agent and go through one shared ``HostLimiter`` (per-host
+concurrency and rate). A status row per URL is written atomically to Parquet; a rerun keeps the
+rows that ended ``ok`` with their file present and retries every other row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pandas as pd
+from protego import Protego
+from tqdm import tqdm
+
+from lenslab.atomic import write_parquet
+from lenslab.errors import DataError
+from lenslab.ingest.http import (
+    IMAGE_EXTENSIONS,
+    DownloadError,
+    HostLimiter,
+    HttpSettings,
+    download_file,
+    make_client,
+    sniff,
+)
+
+OK = "ok"
+SKIPPED_ROBOTS = "skipped_robots"
+SKIPPED_X_ROBOTS = "skipped_x_robots"
+FAILED = "failed"
+
+STATUS_DTYPES: dict[str, str] = {
+    "url": "string",
+    "status": "string",
+    "http_status": "Int64",
+    "reason": "string",
+    "sha256": "string",
+    "path": "string",  # relative to dest_root, POSIX separators
+    "bytes": "Int64",
+    "content_type": "string",
+    "fetched_at": "datetime64[us, UTC]",
+    "final_url": "string",
+    "attempts": "Int64",
+    "x_robots_tag": "string",
+}
+OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai"})
+# X-Robots-Tag directives that take a value after a colon (anything else before a colon is a
+# user-agent token, as in "googlebot: noindex").
+_VALUED_DIRECTIVES = frozenset(
+    {"max-snippet", "max-image-preview", "max-video-preview", "unavailable_after"}
+)
+ROBOTS_MAX_BYTES = 512 * 1024  # what Google reads of a robots.txt
+CHECKPOINT_EVERY_S = 30.0
+
+
+class OptOutError(DownloadError):
+    """The publisher opted out of AI use with an X-Robots-Tag header."""
+
+
+def ua_token(user_agent: str) -> str:
+    """The product token of a User-Agent ("lenslab/0.1 (+...)" → "lenslab"), for robots rules."""
+    return user_agent.split("/", 1)[0].split()[0].lower()
+
+
+def x_robots_directives(values: list[str], token: str) -> set[str]:
+    """Directives in X-Robots-Tag header values that apply to us (everyone's or ``token``'s)."""
+    found: set[str] = set()
+    for value in values:
+        applies = True
+        for item in value.split(","):
+            item = item.strip().lower()
+            name, colon, rest = item.partition(":")
+            if colon and name.strip() not in _VALUED_DIRECTIVES:  # "agent: directive"
+                applies = name.strip() in (token, "*")
+                item = rest.strip()
+            if applies and item:
+                found.add(item.split(":")[0].strip())
+    return found
+
+
+class RobotsPolicy:
+    """robots.txt per scheme+host, fetched once (thread-safe) and cached."""
+
+    def __init__(self, client: httpx.Client, settings: HttpSettings, limiter: HostLimiter):
+        self.client = client
+        self.settings = settings
+        self.limiter = limiter
+        self.token = ua_token(settings.user_agent)
+        self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._rules: dict[str, Protego | str | None] = {}  # str: why the whole host is off
+
+    def disallowed(self, url: str) -> str | None:
+        """None if ``url`` may be fetched, else the reason."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        with self._lock:
+            host_lock = self._host_locks.setdefault(origin, threading.Lock())
+        with host_lock:
+            if origin not in self._rules:
+                self._rules[origin] = self._fetch(origin)
+        rules = self._rules[origin]
+        if isinstance(rules, str):
+            return rules
+        if rules is not None and not rules.can_fetch(url, self.token):
+            return f"robots.txt disallows this URL for {self.token!r}"
+        return None
+
+    def _fetch(self, origin: str) -> Protego | str | None:
+        robots_url = origin + "/robots.txt"
+        settings = self.settings
+        timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+        try:
+            with self.limiter.slot(robots_url), self.client.stream(
+                "GET", robots_url, timeout=timeout, follow_redirects=True,
+                headers={"User-Agent": self.settings.user_agent},
+            ) as resp:
+                code = resp.status_code
+                if code == 429 or code >= 500:
+                    return f"robots.txt answered HTTP {code}: host treated as disallowed"
+                if code >= 300:  # 4xx (or a redirect left over): no robots.txt
+                    return None
+                body = bytearray()
+                give_up_at = time.monotonic() + settings.read_timeout_s
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) >= ROBOTS_MAX_BYTES:
+                        break
+                    if time.monotonic() > give_up_at:  # a slow drip counts as unreachable
+                        return None
+        except httpx.HTTPError:
+            return None  # unreachable robots.txt: allowed (the image fetch will tell)
+        rules = Protego.parse(bytes(body[:ROBOTS_MAX_BYTES]).decode("utf-8", errors="replace"))
+        delay = rules.crawl_delay(self.token)
+        if delay:
+            self.limiter.set_min_interval(origin, float(delay))
+        return rules
+
+
+def _safe_rel_dir(value: str, url: str) -> PurePosixPath:
+    rel = PurePosixPath(str(value).replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise DataError(url, f"target_dir {value!r} must be a relative path without '..'")
+    return rel
+
+
+def _url_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:20]
+
+
+def _fetch_one(
+    url: str,
+    row: Mapping[str, Any],
+    dest_root: Path,
+    target_dir: Callable[[Mapping[str, Any]], str],
+    settings: HttpSettings,
+    client: httpx.Client,
+    limiter: HostLimiter,
+    robots: RobotsPolicy,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"url": url, "fetched_at": pd.Timestamp.now(tz="UTC")}
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        return {**record, "status": FAILED, "reason": "not an http(s) URL"}
+    reason = robots.disallowed(url)
+    if reason:
+        return {**record, "status": SKIPPED_ROBOTS, "reason": reason}
+    rel_dir = _safe_rel_dir(target_dir(row), url)
+    folder = dest_root / rel_dir
+    tmp = folder / f".{_url_key(url)}.download"
+    seen: dict[str, Any] = {}
+
+    def check_headers(resp: httpx.Response) -> None:
+        values = resp.headers.get_list("X-Robots-Tag")
+        seen["x_robots_tag"] = ", ".join(values) or None
+        seen["http_status"] = resp.status_code
+        opted_out = x_robots_directives(values, robots.token) & OPT_OUT_DIRECTIVES
+        if opted_out:
+            reason = f"X-Robots-Tag opts out: {', '.join(sorted(opted_out))}"
+            raise OptOutError(url, reason, status=resp.status_code)
+
+    try:
+        result = download_file(
+            url, tmp, settings=settings, client=client, progress=False,
+            max_bytes=settings.max_image_bytes, expect="image", limiter=limiter,
+            check_headers=check_headers,
+        )
+    except DownloadError as exc:
+        status = SKIPPED_X_ROBOTS if isinstance(exc, OptOutError) else FAILED
+        return {
+            **record, **seen, "status": status, "reason": exc.reason,
+            "http_status": exc.status, "attempts": exc.attempts,
+        }
+    with open(tmp, "rb") as fh:
+        ext = IMAGE_EXTENSIONS[sniff(fh.read(512))]  # download_file(expect="image") checked it
+    final = folder / f"{result.sha256}{ext}"
+    os.replace(tmp, final)
+    return {
+        **record, **seen, "status": OK, "sha256": result.sha256,
+        "path": (rel_dir / final.name).as_posix(), "bytes": result.bytes,
+        "content_type": result.content_type, "final_url": result.final_url,
+        "attempts": result.attempts,
+    }
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(STATUS_DTYPES))
+    return frame.astype(STATUS_DTYPES)
+
+
+def _previous(status_path: Path, dest_root: Path) -> dict[str, dict[str, Any]]:
+    """Earlier status rows by URL, with rows whose file went missing marked failed."""
+    if not status_path.is_file():
+        return {}
+    old = pd.read_parquet(status_path)
+    rows = {}
+    for row in old.to_dict("records"):
+        row = {k: (None if pd.isna(v) else v) for k, v in row.items() if k in STATUS_DTYPES}
+        if row.get("status") == OK:
+            path = dest_root / str(row.get("path"))
+            if not path.is_file() or path.stat().st_size != row.get("bytes"):
+                row |= {"status": FAILED, "reason": "file missing or changed since last run"}
+        rows[row["url"]] = row
+    return rows
+
+
+def scrape_manifest(
+    manifest: pd.DataFrame,
+    dest_root: Path,
+    *,
+    status_path: Path,
+    target_dir: Callable[[Mapping[str, Any]], str],
+    settings: HttpSettings | None = None,
+    workers: int = 8,
+    progress: bool = True,
+    client: httpx.Client | None = None,
+) -> pd.DataFrame:
+    """Fetch every ``url`` of ``manifest`` not already fetched; return one status row per URL.
+
+    ``target_dir(row)`` gets the manifest row as a dict and names the sub-folder of ``dest_root``.
+    Duplicate URLs are fetched once (the first row's ``target_dir`` wins); rows without a URL
+    are ignored. The status table is written to ``status_path`` at the end and every
+    ``CHECKPOINT_EVERY_S`` seconds, so an interrupted run loses little.
+    """
+    if "url" not in manifest.columns:
+        raise DataError("manifest", "no 'url' column")
+    settings = settings or HttpSettings.default()
+    dest_root, status_path = Path(dest_root), Path(status_path)
+    manifest = manifest[manifest["url"].notna()].drop_duplicates("url")
+    order = list(manifest["url"])
+    wanted = set(order)
+    rows = {u: r for u, r in _previous(status_path, dest_root).items() if u in wanted}
+    todo = [r for r in manifest.to_dict("records") if rows.get(r["url"], {}).get("status") != OK]
+
+    def save() -> pd.DataFrame:
+        frame = _frame([rows[u] for u in order if u in rows])
+        write_parquet(status_path, frame)
+        return frame
+
+    limiter = HostLimiter(settings.per_host_concurrency, settings.per_host_rate_per_s)
+    own_client = client is None
+    client = client or make_client(settings, max_connections=max(workers, 1) * 2)
+    robots = RobotsPolicy(client, settings, limiter)
+    show = progress and sys.stderr.isatty()
+    pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="scrape")
+    try:
+        futures: dict[Future, str] = {
+            pool.submit(
+                _fetch_one, r["url"], r, dest_root, target_dir, settings, client, limiter, robots
+            ): r["url"]
+            for r in todo
+        }
+        saved_at = time.monotonic()
+        with tqdm(total=len(futures), unit="url", disable=not show) as bar:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    rows[futures[future]] = future.result()
+                    bar.update()
+                if time.monotonic() - saved_at > CHECKPOINT_EVERY_S:
+                    save()
+                    saved_at = time.monotonic()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if own_client:
+            client.close()
+        save()
+    return _frame([rows[u] for u in order])
