@@ -43,7 +43,8 @@ from lenslab.records import RECORD_COLUMNS, SPLITS
 from lenslab.seeding import derive_seed
 
 CATALOG_SCHEMA = {
-    "image_id": "str", "sha256": "str", "source": "str", "split": "str", "labels": "str",
+    "image_id": "str", "sha256": "str", "source": "str", "split": "str",
+    "split_assigned": "bool", "labels": "str",
     "width": "int64", "height": "int64", "format": "str", "mode": "str", "bytes": "int64",
     "original_path": "str", "normalised_path": "str", "duplicate_of": "str",
 }
@@ -111,12 +112,14 @@ def build_catalog(records: pd.DataFrame, layout: DataLayout, *, max_side: int, m
         if info is None:
             bad.append((image_id, sources[i], paths[i], outcome.reason, outcome.sha256))
             continue
-        split = (own_splits[i] or dataset_split.get(info.sha256)
-                 or assigned_split(info.sha256, seed, cumulative))
+        split = own_splits[i] or dataset_split.get(info.sha256)
+        split_assigned = split is None  # drawn by us, not given by the dataset
+        split = split or assigned_split(info.sha256, seed, cumulative)
         first = first_copy[info.sha256]
         row = {
             "image_id": image_id, "sha256": info.sha256, "source": sources[i], "split": split,
-            "labels": labels[i], "width": info.width, "height": info.height,
+            "split_assigned": split_assigned, "labels": labels[i],
+            "width": info.width, "height": info.height,
             "format": info.format, "mode": info.mode, "bytes": info.bytes,
             "original_path": paths[i],
             "normalised_path": layout.normalised(info.sha256).relative_to(layout.root).as_posix(),
