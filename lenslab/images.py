@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 import struct
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -325,7 +326,7 @@ def _write_jpeg(dest: Path, image: Image.Image) -> None:
     """Encode, write to a temporary name beside ``dest``, rename (no fsync: derived data)."""
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         try:
             tmp.write_bytes(buffer.getvalue())

@@ -10,26 +10,35 @@ import argparse
 import dataclasses
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from lenslab.catalog import build_catalog, write_catalog
+from lenslab.images import process_image
 from lenslab.ingest.http import HttpSettings
 from lenslab.ingest.scrape import OK, scrape_manifest
 from lenslab.paths import DataLayout
 
+MAX_PIXELS = 50_000_000
 
-def ingest(urls: Path, out: Path, *, max_side: int, threads: int, workers: int) -> dict:
+
+def ingest(urls: Path, out: Path, *, max_side: int, threads: int, workers: int,
+           streaming: bool) -> dict:
     layout = DataLayout(out)
     manifest = pd.read_csv(urls)
     # Our own loopback server: no politeness delay needed, as for img2dataset.
     settings = dataclasses.replace(HttpSettings.default(), per_host_rate_per_s=0.0,
                                    per_host_concurrency=threads)
+    # Streaming: each worker validates and normalises its photo as soon as it lands, so image
+    # work overlaps with the downloads; the catalog pass then finds every copy made.
+    on_fetched = partial(process_image, dest_for=layout.normalised, max_side=max_side,
+                         max_pixels=MAX_PIXELS) if streaming else None
     t0 = time.perf_counter()
     status = scrape_manifest(manifest, out / "raw", status_path=out / "scrape_status.parquet",
                              target_dir=lambda row: "images", settings=settings,
-                             workers=threads, progress=False)
+                             workers=threads, progress=False, on_fetched=on_fetched)
     t1 = time.perf_counter()
     ok = status[status["status"] == OK]
     records = pd.DataFrame({
@@ -37,7 +46,7 @@ def ingest(urls: Path, out: Path, *, max_side: int, threads: int, workers: int) 
         "path": [f"raw/{p}" for p in ok["path"]],  # status paths are relative to raw/
         "split": None,
     })
-    result = build_catalog(records, layout, max_side=max_side, max_pixels=50_000_000, seed=0,
+    result = build_catalog(records, layout, max_side=max_side, max_pixels=MAX_PIXELS, seed=0,
                            split_fractions={"train": 0.8, "val": 0.1, "test": 0.1},
                            workers=workers, progress=False)
     write_catalog(result, layout)
@@ -54,9 +63,11 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=256)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--two-pass", action="store_true",
+                        help="download all first, then catalog (as the pipeline assets do)")
     args = parser.parse_args()
     print(json.dumps(ingest(args.urls, args.out, max_side=args.max_side, threads=args.threads,
-                            workers=args.workers)))
+                            workers=args.workers, streaming=not args.two_pass)))
 
 
 if __name__ == "__main__":

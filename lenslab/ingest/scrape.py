@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,6 +180,7 @@ def _fetch_one(
     client: httpx.Client,
     limiter: HostLimiter,
     robots: RobotsPolicy,
+    on_fetched: Callable[[Path], object] | None = None,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {"url": url, "fetched_at": pd.Timestamp.now(tz="UTC")}
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
@@ -217,6 +218,8 @@ def _fetch_one(
         ext = IMAGE_EXTENSIONS[sniff(fh.read(512))]  # download_file(expect="image") checked it
     final = folder / f"{result.sha256}{ext}"
     os.replace(tmp, final)
+    if on_fetched is not None:
+        on_fetched(final)
     return {
         **record, **seen, "status": OK, "sha256": result.sha256,
         "path": (rel_dir / final.name).as_posix(), "bytes": result.bytes,
@@ -256,6 +259,7 @@ def scrape_manifest(
     workers: int = 8,
     progress: bool = True,
     client: httpx.Client | None = None,
+    on_fetched: Callable[[Path], object] | None = None,
 ) -> pd.DataFrame:
     """Fetch every ``url`` of ``manifest`` not already fetched; return one status row per URL.
 
@@ -263,6 +267,9 @@ def scrape_manifest(
     Duplicate URLs are fetched once (the first row's ``target_dir`` wins); rows without a URL
     are ignored. The status table is written to ``status_path`` at the end and every
     ``CHECKPOINT_EVERY_S`` seconds, so an interrupted run loses little.
+
+    ``on_fetched(path)``, if given, runs in the worker thread right after each file lands, so
+    CPU work on the image (validating, normalising) overlaps with the other downloads.
     """
     if "url" not in manifest.columns:
         raise DataError("manifest", "no 'url' column")
@@ -288,18 +295,17 @@ def scrape_manifest(
     try:
         futures: dict[Future, str] = {
             pool.submit(
-                _fetch_one, r["url"], r, dest_root, target_dir, settings, client, limiter, robots
+                _fetch_one, r["url"], r, dest_root, target_dir, settings, client, limiter, robots,
+                on_fetched,
             ): r["url"]
             for r in todo
         }
         saved_at = time.monotonic()
         with tqdm(total=len(futures), unit="url", disable=not show) as bar:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    rows[futures[future]] = future.result()
-                    bar.update()
+            # as_completed waits on all futures once; a wait() per completion is quadratic
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
+                bar.update()
                 if time.monotonic() - saved_at > CHECKPOINT_EVERY_S:
                     save()
                     saved_at = time.monotonic()
