@@ -2,7 +2,9 @@
 # test suite. Both create the virtual environment first if it is missing.
 SHELL := /bin/bash
 VENV := .venv
+SYSTEM_PATH := $(PATH)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
 .PHONY: env demo test test-fast ui repro lint dvc-yaml bench help
@@ -11,7 +13,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
 
 env:  ## create .venv if missing and install everything (idempotent)
-	@bash scripts/setup_env.sh
+	@PATH="$(SYSTEM_PATH)" bash scripts/setup_env.sh
 
 demo: env  ## run the whole pipeline (job `pipeline`) on the embedded synthetic data
 	dg launch --job pipeline

@@ -4,6 +4,7 @@
 from typing import Literal
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from assets.metadata import counts_md, path_value, table_preview
@@ -91,9 +92,8 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
             f"({'acquired' if result.acquired else 'reused'} {config.mode} data)"
         )
         for row in result.rejected_preview.itertuples():
-            context.log.warning(f"rejected {row.file}:{row.line}: {row.reason}")
-        import pandas as pd
-
+            where = row.file if pd.isna(row.line) else f"{row.file}:{row.line}"
+            context.log.warning(f"rejected {where}: {row.reason}")
         records = pd.read_parquet(result.records_path)
         return dg.MaterializeResult(
             metadata={
