@@ -35,6 +35,14 @@ def source_stage(source: str) -> Stage:
                  params=("seed", "synthetic.scale", f"sources.{source}", "http"))
 
 
+class RemoteFile(dg.Config):
+    """One file of an http source: where it is and the hash it must have."""
+
+    url: str = Field(description="Where to download the file from.")
+    sha256: str | None = Field(default=None, description="Pinned SHA-256 (recommended).")
+    md5: str | None = Field(default=None, description="Optional MD5 cross-check.")
+
+
 def _config_class(source: str) -> type[dg.Config]:
     """A Config whose defaults are this source's params.yaml entry."""
     defaults = param(f"sources.{source}")
@@ -47,6 +55,10 @@ def _config_class(source: str) -> type[dg.Config]:
         path: str | None = Field(default=defaults.get("path"), description="local: file or folder")
         manifest_url: str | None = Field(
             default=defaults.get("manifest_url"), description="http: a URL manifest (CSV)"
+        )
+        files: dict[str, RemoteFile] = Field(
+            default={k: dict(v) for k, v in (defaults.get("files") or {}).items()},
+            description="http: file name -> URL and pinned hash",
         )
         seed: int = Field(default=param("seed"), description="synthetic: root seed")
         scale: float = Field(default=param("synthetic.scale"), description="synthetic: size factor")
@@ -81,7 +93,9 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
         layout = data_root.layout()
         spec = SourceSpec(
             name=source, mode=config.mode, path=config.path,
-            files=param(f"sources.{source}.files") or {}, manifest_url=config.manifest_url,
+            # defaults arrive as dicts, launchpad values as RemoteFile: validate both alike
+            files={k: RemoteFile.model_validate(v).model_dump() for k, v in config.files.items()},
+            manifest_url=config.manifest_url,
             seed=config.seed, scale=config.scale,
             knobs=knobs if config.mode == "synthetic" else {},
         )

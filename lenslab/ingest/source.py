@@ -94,7 +94,8 @@ def acquire(spec: SourceSpec, layout: DataLayout, http_settings: Any = None) -> 
     if spec.mode == "http":
         distributed.mkdir(parents=True, exist_ok=True)
         summary = _acquire_http(spec, distributed, http_settings)
-        _write_marker(distributed, spec)
+        if not summary.get("scrape_status", {}).get("failed"):
+            _write_marker(distributed, spec)  # with failures left, the next run retries them
         return True, summary
     with atomic.atomic_dir(distributed) as tmp:
         if spec.mode == "synthetic":
