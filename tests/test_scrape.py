@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -34,11 +36,16 @@ def settings() -> HttpSettings:
     )
 
 
+def site_pose(row: Mapping[str, Any]) -> str:
+    """Module-level, so worker processes can unpickle it (processes > 1)."""
+    return f"{row['site']}/{row['pose']}"
+
+
 def scrape(manifest: pd.DataFrame, tmp_path: Path, settings: HttpSettings, **kw) -> pd.DataFrame:
+    kw.setdefault("target_dir", site_pose)
     return scrape_manifest(
         manifest, tmp_path / "images", status_path=tmp_path / "status.parquet",
-        target_dir=lambda row: f"{row['site']}/{row['pose']}", settings=settings,
-        workers=4, progress=False, **kw,
+        settings=settings, workers=4, progress=False, **kw,
     )
 
 
@@ -210,3 +217,64 @@ def test_target_dir_must_stay_inside(fault_server, settings, tmp_path):
     manifest = pd.DataFrame({"url": [url], "site": "..", "pose": "x"})
     with pytest.raises(ValueError, match="target_dir"):
         scrape(manifest, tmp_path, settings)
+
+
+# --------------------------------------------------------------------------- processes > 1
+# Each call with processes=2 starts two worker processes (about a second): keep these few.
+
+COMPARED = ["url", "status", "http_status", "reason", "sha256", "path", "bytes", "content_type",
+            "final_url", "attempts", "x_robots_tag"]
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_processes_fetch_the_same_as_one_process(fault_server, settings, tmp_path):
+    fault_server.robots("User-agent: *\nDisallow: /private/\n")
+    urls = [fault_server.add(f"/{i}.jpg", image_bytes(i * 20)) for i in range(7)]
+    urls += [
+        fault_server.add("/b.png", image_bytes(7, "PNG")),
+        fault_server.add("/missing.jpg", b"", status=404),
+        fault_server.add("/noai.jpg", image_bytes(8), x_robots_tag="noai"),
+        fault_server.add("/private/c.jpg", image_bytes(9)),
+    ]
+    manifest = pd.concat([manifest_of(urls), manifest_of(urls[:2])])  # duplicates: fetched once
+    one = scrape(manifest, tmp_path / "one", settings)
+    fault_server.reset_hits()
+    two = scrape(manifest, tmp_path / "two", settings, processes=2)
+    pd.testing.assert_frame_equal(one[COMPARED], two[COMPARED])
+    assert list(two["url"]) == urls  # manifest order, not completion order
+    assert files_under(tmp_path / "one/images") == files_under(tmp_path / "two/images")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two/status.parquet"), two)
+    assert all(fault_server.count(p) == 1 for p in ("/0.jpg", "/1.jpg", "/missing.jpg"))
+
+
+def test_processes_rerun_retries_only_failures(fault_server, settings, tmp_path):
+    goods = [fault_server.add(f"/good{i}.jpg", image_bytes(i)) for i in range(4)]
+    broken = fault_server.add("/broken.jpg", b"", status=500)
+    manifest = manifest_of([*goods, broken])
+    rows = by_url(scrape(manifest, tmp_path, settings, processes=2))
+    assert [rows[u]["status"] for u in [*goods, broken]] == ["ok"] * 4 + ["failed"]
+    fault_server.add("/broken.jpg", image_bytes(9))  # the server got fixed
+    fault_server.reset_hits()
+    rows = by_url(scrape(manifest, tmp_path, settings, processes=2))
+    assert {r["status"] for r in rows.values()} == {"ok"}
+    assert [h.path for h in fault_server.hits() if h.path != "/robots.txt"] == ["/broken.jpg"]
+
+
+def test_processes_need_a_picklable_target_dir(fault_server, settings, tmp_path):
+    url = fault_server.add("/a.jpg", image_bytes(1))
+    with pytest.raises(TypeError, match="target_dir must be picklable"):
+        scrape(manifest_of([url]), tmp_path, settings, processes=2,
+               target_dir=lambda row: "images")
+    assert fault_server.hits() == []
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_processes_keep_per_host_concurrency_overall(fault_server, settings, tmp_path, concurrency):
+    settings = dataclasses.replace(settings, per_host_concurrency=concurrency)
+    urls = [fault_server.add(f"/{i}.jpg", image_bytes(i), faults=[Delay(0.1)]) for i in range(8)]
+    status = scrape(manifest_of(urls), tmp_path, settings, processes=2)  # 4 threads each
+    assert set(status["status"]) == {"ok"}
+    assert fault_server.max_in_flight <= concurrency

@@ -7,7 +7,8 @@ One primitive, ``download_file``, that every source with an ``http`` mode uses:
 * asks for ``Accept-Encoding: identity`` and hashes the bytes *as sent* (``iter_raw``); if a
   ``Content-Encoding`` still arrives, the decoded body is accepted only when that is what matches
   the pinned hash (a mislabelled ``.tar.gz`` versus on-the-fly gzip, research C3);
-* resumes a ``.part`` with ``Range`` + ``If-Range`` (the validator is kept in ``<dest>.part.json``);
+* resumes a ``.part`` with ``Range`` + ``If-Range`` (the validator is kept in ``<dest>.part.json``,
+  written up front for large bodies and, for small ones, only if the body is cut short);
 * retries transient failures with exponential backoff and jitter, honouring ``Retry-After``;
 * enforces a total deadline per file (the read timeout is per chunk, so a slow drip never trips it)
   and a byte cap;
@@ -47,6 +48,9 @@ Expect = Literal["archive", "image"] | None
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 CHUNK = 64 * 1024
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # smaller files download too fast for a bar to help
+# Bodies at least this big (or of unknown length) get their resume sidecar before the first byte,
+# so even a killed process can resume them; smaller ones write it only when cut short.
+SIDECAR_UP_FRONT_BYTES = 1024 * 1024
 MAX_BACKOFF_S = 60.0
 
 
@@ -117,13 +121,14 @@ class DownloadResult:
     url: str
     final_url: str
     sha256: str
-    md5: str
+    md5: str | None  # None when no MD5 was pinned and hash_md5=False
     bytes: int
     etag: str | None
     last_modified: str | None
     content_type: str | None
     attempts: int  # 0 when the file was already there with the pinned hash
     resumed: bool
+    kind: str | None = None  # the sniffed format when ``expect`` was given, e.g. "jpeg"
 
 
 # --------------------------------------------------------------------------- politeness
@@ -143,9 +148,16 @@ class HostLimiter:
     crawler has no use for bursts. The host is ``host[:port]`` of the URL.
     """
 
-    def __init__(self, concurrency: int, rate_per_s: float):
-        self.concurrency = max(1, int(concurrency))
-        self.rate_per_s = rate_per_s
+    def __init__(self, concurrency: int, rate_per_s: float, *, shares: int = 1):
+        """``shares`` > 1 makes this one of that many limiters (one per process) that together
+        keep the limits: it allows ``concurrency // shares`` connections per host (so callers
+        need ``concurrency >= shares``), ``rate_per_s / shares`` requests per second, and spaces
+        a Crawl-delay ``shares`` times as far apart. The overall rate then holds on average; the
+        processes do not coordinate, so two of their requests may still come close together.
+        """
+        self.shares = max(1, int(shares))
+        self.concurrency = max(1, int(concurrency) // self.shares)
+        self.rate_per_s = rate_per_s / self.shares
         self._lock = threading.Lock()
         self._hosts: dict[str, _HostState] = {}
 
@@ -160,7 +172,7 @@ class HostLimiter:
         """Space requests to this URL's host at least ``seconds`` apart (robots.txt Crawl-delay)."""
         state = self._state(url)
         with self._lock:
-            state.min_interval_s = max(state.min_interval_s, seconds)
+            state.min_interval_s = max(state.min_interval_s, seconds * self.shares)
 
     @contextlib.contextmanager
     def slot(self, url: str) -> Iterator[None]:
@@ -245,15 +257,17 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def _check_expected(url: str, path: Path, expect: Expect) -> None:
+def _check_expected(url: str, path: Path, expect: Expect, head: bytes | None = None) -> str | None:
+    """The sniffed kind of the body in ``path`` (``head``: its first bytes, if already in hand)."""
     if expect is None:
-        return
-    with open(path, "rb") as fh:
-        head = fh.read(512)
+        return None
+    if head is None or len(head) < 512:  # too short to rule out tar: read the file
+        with open(path, "rb") as fh:
+            head = fh.read(512)
     kind = sniff(head)
     wanted = IMAGE_EXTENSIONS.keys() if expect == "image" else ARCHIVE_KINDS
     if kind in wanted:
-        return
+        return kind
     if kind == "html":
         raise DownloadError(url, f"HTML page, not an {expect}")
     raise DownloadError(url, f"not an {expect}: body starts with {head[:12]!r}")
@@ -263,15 +277,22 @@ def _check_expected(url: str, path: Path, expect: Expect) -> None:
 
 
 class _Hashes:
-    def __init__(self) -> None:
+    def __init__(self, md5: bool = True) -> None:
         self.sha = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.size = 0
+        self.head = b""  # the first bytes, to sniff the format without reading the file back
 
     def update(self, chunk: bytes) -> None:
+        if len(self.head) < 512:
+            self.head += chunk[: 512 - len(self.head)]
         self.sha.update(chunk)
-        self.md5.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
         self.size += len(chunk)
+
+    def md5_hex(self) -> str | None:
+        return self.md5.hexdigest() if self.md5 is not None else None
 
     def feed_file(self, path: Path) -> _Hashes:
         with open(path, "rb") as fh:
@@ -281,7 +302,7 @@ class _Hashes:
 
     def matches(self, sha256: str | None, md5: str | None) -> bool:
         return (sha256 is None or self.sha.hexdigest() == sha256) and (
-            md5 is None or self.md5.hexdigest() == md5
+            md5 is None or self.md5_hex() == md5
         )
 
 
@@ -294,7 +315,7 @@ def _digest(value: str | None, length: int, name: str) -> str | None:
     return value
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; not possible on every platform, hence best effort.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -304,7 +325,9 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _decode_file(src: Path, dst: Path, encoding: str, cap: int, url: str) -> _Hashes | None:
+def _decode_file(
+    src: Path, dst: Path, encoding: str, cap: int, url: str, md5: bool
+) -> _Hashes | None:
     """Undo a gzip/deflate content coding; None if unsupported or not validly encoded."""
     encoding = encoding.strip().lower()
     if encoding in ("gzip", "x-gzip"):
@@ -313,7 +336,7 @@ def _decode_file(src: Path, dst: Path, encoding: str, cap: int, url: str) -> _Ha
         wbits = 15
     else:
         return None
-    hashes = _Hashes()
+    hashes = _Hashes(md5)
     decoder = zlib.decompressobj(wbits)
     try:
         with open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -362,6 +385,11 @@ class _Job:
     deadline: float
     check_headers: Callable[[httpx.Response], None] | None
     progress: bool
+    hash_md5: bool
+    sync_dir: bool
+
+    def hashes(self) -> _Hashes:
+        return _Hashes(self.hash_md5 or self.md5 is not None)
 
     @property
     def part(self) -> Path:
@@ -401,6 +429,8 @@ def download_file(
     expect: Expect = None,
     limiter: HostLimiter | None = None,
     check_headers: Callable[[httpx.Response], None] | None = None,
+    hash_md5: bool = True,
+    sync_dir: bool = True,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` atomically, verified against the pinned hash(es) if given.
 
@@ -409,6 +439,10 @@ def download_file(
     ``DownloadError`` to refuse it. A ``.part`` is kept after transient failures, so a rerun
     resumes; it is removed after permanent ones. Without a pinned hash an existing ``dest`` is
     fetched again. Two calls must not share one ``dest`` at once.
+
+    ``hash_md5=False`` skips the MD5 unless one is pinned (``DownloadResult.md5`` is then None).
+    ``sync_dir=False`` skips the fsync of ``dest``'s folder after the rename (the file itself is
+    always fsynced): for callers that rename the file again and sync the folder once themselves.
     """
     settings = settings or HttpSettings.default()
     dest = Path(dest)
@@ -417,16 +451,18 @@ def download_file(
     if urlsplit(url).scheme not in ("http", "https"):
         raise DownloadError(url, "not an http(s) URL")
     if (sha256 or md5) and dest.is_file():
-        have = _Hashes().feed_file(dest)
+        have = _Hashes(hash_md5 or md5 is not None).feed_file(dest)
         if have.matches(sha256, md5):  # idempotent rerun: nothing to fetch
             return DownloadResult(
-                dest, url, url, have.sha.hexdigest(), have.md5.hexdigest(), have.size,
+                dest, url, url, have.sha.hexdigest(), have.md5_hex(), have.size,
                 None, None, None, attempts=0, resumed=False,
+                kind=sniff(have.head) if expect else None,
             )
     dest.parent.mkdir(parents=True, exist_ok=True)
     job = _Job(
         url, dest, sha256, md5, max_bytes if max_bytes is not None else settings.max_bytes,
         expect, settings, time.monotonic() + settings.deadline_s, check_headers, progress,
+        hash_md5, sync_dir,
     )
     own_client = client is None
     client = client or make_client(settings, max_connections=settings.per_host_concurrency)
@@ -470,14 +506,17 @@ def _with_retries(job: _Job, client: httpx.Client, limiter: HostLimiter) -> Down
 
 
 def _resume_point(job: _Job) -> tuple[int, dict[str, Any]]:
-    """Bytes already in ``.part`` and their response metadata, if they can be resumed safely."""
+    """Bytes already in ``.part`` that can be resumed safely (else 0), and any sidecar found."""
     try:
         meta = json.loads(job.meta.read_text(encoding="utf-8"))
-        size = job.part.stat().st_size
     except (OSError, ValueError):
         return 0, {}
+    try:
+        size = job.part.stat().st_size
+    except OSError:
+        size = 0
     if meta.get("url") != job.url or not meta.get("validator") or size == 0:
-        return 0, {}
+        return 0, meta
     return size, meta
 
 
@@ -533,7 +572,7 @@ def _receive(
     if status == 416 and offset:
         _, total = _content_range(resp)
         if total == offset:  # the .part was complete already
-            return _finish(job, _Hashes().feed_file(job.part), meta, attempt, resumed=True)
+            return _finish(job, job.hashes().feed_file(job.part), meta, attempt, resumed=True)
         job.discard()
         raise _Transient(f"HTTP 416 for a {offset}-byte .part of a {total}-byte file", status)
     if status not in (200, 206):
@@ -541,7 +580,7 @@ def _receive(
     if job.check_headers:
         job.check_headers(resp)
 
-    hashes = _Hashes()
+    hashes = job.hashes()
     if status == 206:
         if not offset:
             raise DownloadError(job.url, "HTTP 206 to a request without Range", status=status)
@@ -551,32 +590,45 @@ def _receive(
             raise _Transient(f"Content-Range starts at {start}, expected {offset}", status)
         hashes.feed_file(job.part)
         mode = "ab"
-    else:  # a full body: start over, remembering how to resume it
-        offset, mode = 0, "wb"
-        meta = _response_meta(job.url, resp)
-        job.meta.write_text(json.dumps(meta), encoding="utf-8")
-
     length = resp.headers.get("Content-Length")
     total = offset + int(length) if length and length.isdigit() else None
     if total is not None and total > job.cap:
         raise DownloadError(
             job.url, f"Content-Length {total} exceeds the cap of {job.cap} bytes", status=status
         )
+    sidecar_later = False  # a small full body writes its sidecar only if it gets cut short
+    if status == 200:  # start over, remembering how to resume it
+        offset, mode = 0, "wb"
+        if meta:  # an older response's sidecar must not vouch for the new bytes
+            job.meta.unlink(missing_ok=True)
+        meta = _response_meta(job.url, resp)
+        sidecar_later = total is not None and total < SIDECAR_UP_FRONT_BYTES
+        if not sidecar_later:
+            job.meta.write_text(json.dumps(meta), encoding="utf-8")
     show = job.progress and sys.stderr.isatty() and (total is None or total >= PROGRESS_MIN_BYTES)
-    with open(job.part, mode) as fh, tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, desc=job.dest.name,
-        disable=not show, leave=False,
-    ) as bar:
-        for chunk in resp.iter_raw():  # as read: a chunk size would hide a slow drip
-            if hashes.size + len(chunk) > job.cap:
-                raise DownloadError(job.url, f"body exceeds the cap of {job.cap} bytes")
-            if job.left_s() < 0:
-                raise job.deadline_error(f"after {hashes.size} bytes")
-            fh.write(chunk)
-            hashes.update(chunk)
-            bar.update(len(chunk))
-        fh.flush()
-        os.fsync(fh.fileno())
+    # Only build a bar that will show: a disabled tqdm still costs time on every small file.
+    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=job.dest.name,
+               leave=False) if show else None
+    try:
+        with open(job.part, mode) as fh:
+            for chunk in resp.iter_raw():  # as read: a chunk size would hide a slow drip
+                if hashes.size + len(chunk) > job.cap:
+                    raise DownloadError(job.url, f"body exceeds the cap of {job.cap} bytes")
+                if job.left_s() < 0:
+                    raise job.deadline_error(f"after {hashes.size} bytes")
+                fh.write(chunk)
+                hashes.update(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        if sidecar_later and hashes.size:  # cut short: keep what came resumable
+            job.meta.write_text(json.dumps(meta), encoding="utf-8")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     return _finish(job, hashes, meta, attempt, resumed=status == 206)
 
 
@@ -603,7 +655,9 @@ def _finish(
     pinned = job.sha256 is not None or job.md5 is not None
     decoded = None
     if encoding not in ("", "identity") and not (pinned and raw.matches(job.sha256, job.md5)):
-        decoded = _decode_file(job.part, job.decoded, encoding, job.cap, job.url)
+        decoded = _decode_file(
+            job.part, job.decoded, encoding, job.cap, job.url, job.hash_md5 or job.md5 is not None
+        )
     if pinned and raw.matches(job.sha256, job.md5):
         chosen, path = raw, job.part
     elif decoded is not None and decoded.matches(job.sha256, job.md5):
@@ -615,24 +669,28 @@ def _finish(
         if resumed:  # the appended bytes may be what's wrong: one more try from scratch
             raise _Transient("checksum mismatch after resuming; restarting")
         expected = f"sha256 {job.sha256}" if job.sha256 else f"md5 {job.md5}"
-        got = f"sha256 {raw.sha.hexdigest()} md5 {raw.md5.hexdigest()}"
+        got = f"sha256 {raw.sha.hexdigest()} md5 {raw.md5_hex()}"
         if decoded is not None:
             got += f" (after {encoding} decoding: sha256 {decoded.sha.hexdigest()})"
         raise ChecksumError(job.url, f"checksum mismatch: expected {expected}, got {got}")
-    _check_expected(job.url, path, job.expect)
+    # The head in memory is the file's only when the whole raw body came in this attempt.
+    head = chosen.head if path == job.part and not resumed else None
+    kind = _check_expected(job.url, path, job.expect, head)
     os.replace(path, job.dest)
-    _fsync_dir(job.dest.parent)
+    if job.sync_dir:
+        fsync_dir(job.dest.parent)
     job.discard()
     return DownloadResult(
         path=job.dest,
         url=job.url,
         final_url=meta.get("final_url") or job.url,
         sha256=chosen.sha.hexdigest(),
-        md5=chosen.md5.hexdigest(),
+        md5=chosen.md5_hex(),
         bytes=chosen.size,
         etag=meta.get("etag"),
         last_modified=meta.get("last_modified"),
         content_type=meta.get("content_type"),
         attempts=attempt,
         resumed=resumed,
+        kind=kind,
     )

@@ -15,17 +15,25 @@ No crawling: only the URLs given. Per URL, in this order:
 Requests carry the configured User-Agent and go through one shared ``HostLimiter`` (per-host
 concurrency and rate). A status row per URL is written atomically to Parquet; a rerun keeps the
 rows that ended ``ok`` with their file present and retries every other row.
+
+Python's share of each download (httpx, hashing, bookkeeping) holds the GIL, so one process tops
+out at a few hundred files a second whatever its thread count; ``processes > 1`` shards the URLs
+over worker processes that split the per-host limits between them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import pickle
+import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,8 +51,8 @@ from lenslab.ingest.http import (
     HostLimiter,
     HttpSettings,
     download_file,
+    fsync_dir,
     make_client,
-    sniff,
 )
 
 OK = "ok"
@@ -203,10 +211,12 @@ def _fetch_one(
             raise OptOutError(url, reason, status=resp.status_code)
 
     try:
+        # No MD5 (nothing pins one) and no folder fsync: the file is renamed once more below,
+        # and scrape_manifest syncs each folder once before a status row vouches for it.
         result = download_file(
             url, tmp, settings=settings, client=client, progress=False,
             max_bytes=settings.max_image_bytes, expect="image", limiter=limiter,
-            check_headers=check_headers,
+            check_headers=check_headers, hash_md5=False, sync_dir=False,
         )
     except DownloadError as exc:
         status = SKIPPED_X_ROBOTS if isinstance(exc, OptOutError) else FAILED
@@ -214,8 +224,7 @@ def _fetch_one(
             **record, **seen, "status": status, "reason": exc.reason,
             "http_status": exc.status, "attempts": exc.attempts,
         }
-    with open(tmp, "rb") as fh:
-        ext = IMAGE_EXTENSIONS[sniff(fh.read(512))]  # download_file(expect="image") checked it
+    ext = IMAGE_EXTENSIONS[str(result.kind)]  # download_file(expect="image") sniffed it
     final = folder / f"{result.sha256}{ext}"
     os.replace(tmp, final)
     if on_fetched is not None:
@@ -249,6 +258,165 @@ def _previous(status_path: Path, dest_root: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+Row = dict[str, Any]
+
+
+def _scrape_rows(
+    todo: list[Row],
+    dest_root: Path,
+    target_dir: Callable[[Mapping[str, Any]], str],
+    settings: HttpSettings,
+    workers: int,
+    client: httpx.Client | None,
+    on_fetched: Callable[[Path], object] | None,
+    on_row: Callable[[str, Row], None],
+    shares: int = 1,
+) -> None:
+    """Fetch ``todo`` on a thread pool, handing each URL's status row to ``on_row`` (in this
+    thread) as it completes. ``shares``: how many processes split the per-host limits."""
+    limiter = HostLimiter(
+        settings.per_host_concurrency, settings.per_host_rate_per_s, shares=shares
+    )
+    own_client = client is None
+    client = client or make_client(settings, max_connections=max(workers, 1) * 2)
+    robots = RobotsPolicy(client, settings, limiter)
+    pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="scrape")
+    try:
+        futures: dict[Future, str] = {
+            pool.submit(
+                _fetch_one, r["url"], r, dest_root, target_dir, settings, client, limiter, robots,
+                on_fetched,
+            ): r["url"]
+            for r in todo
+        }
+        # as_completed waits on all futures once; a wait() per completion is quadratic
+        for future in as_completed(futures):
+            on_row(futures[future], future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if own_client:
+            client.close()
+
+
+# In a worker process: where to send rows, and the parent's signal to stop early.
+_shard_channel: tuple[Any, Any] | None = None
+
+
+class _Stopped(Exception):
+    """The parent asked this shard to stop (another shard failed)."""
+
+
+def _init_shard(rows: Any, stop: Any) -> None:
+    global _shard_channel
+    _shard_channel = (rows, stop)
+    # Don't let exit wait on rows nobody will read (the parent gave up); when all went well the
+    # parent has read everything, end marks included, before it lets a worker exit.
+    rows.cancel_join_thread()
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if it survives pickling, else its nearest built-in base class with its message
+    (``DataError`` takes two arguments, so it can't be rebuilt from its pickle)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # whatever the failure, it won't reach the parent intact
+        pass
+    base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+    return base(str(exc)) if issubclass(base, Exception) else RuntimeError(str(exc))
+
+
+def _scrape_shard(
+    todo: list[Row],
+    dest_root: Path,
+    target_dir: Callable[[Mapping[str, Any]], str],
+    settings: HttpSettings,
+    workers: int,
+    on_fetched: Callable[[Path], object] | None,
+    shares: int,
+) -> None:
+    """Worker process: scrape one shard, streaming (url, row) to the parent, then None."""
+    assert _shard_channel is not None, "run by scrape_manifest's process pool only"
+    rows, stop = _shard_channel
+
+    def send(url: str, row: Row) -> None:
+        if stop.is_set():
+            raise _Stopped
+        rows.put((url, row))
+
+    try:
+        _scrape_rows(todo, dest_root, target_dir, settings, workers, None, on_fetched, send,
+                     shares)
+    except _Stopped:
+        pass
+    except Exception as exc:
+        raise _portable(exc) from exc
+    finally:
+        rows.put(None)  # this shard's end mark: everything it sent is ahead of it
+
+
+def _require_picklable(**values: object) -> None:
+    for name, value in values.items():
+        try:
+            pickle.dumps(value)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise TypeError(
+                f"{name} must be picklable when processes > 1 (it runs in worker processes): "
+                f"use a module-level function or a functools.partial of one, not a lambda or a "
+                f"nested function ({exc})"
+            ) from exc
+
+
+def _scrape_in_processes(
+    shards: list[list[Row]],
+    dest_root: Path,
+    target_dir: Callable[[Mapping[str, Any]], str],
+    settings: HttpSettings,
+    workers: int,
+    on_fetched: Callable[[Path], object] | None,
+    on_row: Callable[[str, Row], None],
+) -> None:
+    """One worker process per shard; their rows reach ``on_row`` here as they complete."""
+    # Never fork: the caller may have threads (Dagster's do), and a forked lock stays locked.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    rows, stop = ctx.Queue(), ctx.Event()
+    error: BaseException | None = None
+    with ProcessPoolExecutor(
+        len(shards), mp_context=ctx, initializer=_init_shard, initargs=(rows, stop)
+    ) as pool:
+        futures = [
+            pool.submit(_scrape_shard, shard, dest_root, target_dir, settings, workers,
+                        on_fetched, len(shards))
+            for shard in shards
+        ]
+        ended = 0
+        try:
+            # Drain until every shard's end mark, even after an error, so that no row a shard
+            # finished is lost from the status table.
+            while ended < len(shards):
+                try:
+                    item = rows.get(timeout=0.2)
+                except queue.Empty:
+                    failed = [f.exception() for f in futures if f.done() and f.exception()]
+                    if failed and error is None:
+                        error = failed[0]
+                        stop.set()
+                    if any(isinstance(e, BrokenProcessPool) for e in failed):
+                        break  # a worker died: no end marks will come
+                    continue
+                if item is None:
+                    ended += 1
+                else:
+                    on_row(*item)
+        except BaseException:
+            stop.set()
+            raise
+    error = error or next((f.exception() for f in futures if f.exception()), None)
+    if error is not None:
+        raise error
+
+
 def scrape_manifest(
     manifest: pd.DataFrame,
     dest_root: Path,
@@ -260,6 +428,7 @@ def scrape_manifest(
     progress: bool = True,
     client: httpx.Client | None = None,
     on_fetched: Callable[[Path], object] | None = None,
+    processes: int = 1,
 ) -> pd.DataFrame:
     """Fetch every ``url`` of ``manifest`` not already fetched; return one status row per URL.
 
@@ -270,9 +439,22 @@ def scrape_manifest(
 
     ``on_fetched(path)``, if given, runs in the worker thread right after each file lands, so
     CPU work on the image (validating, normalising) overlaps with the other downloads.
+
+    ``processes > 1`` deals the URLs still to fetch round-robin to that many worker processes
+    (started with forkserver or spawn, never fork), each running ``workers`` threads with its
+    own HTTP client and robots.txt cache (so robots.txt is fetched once per host per process).
+    They split the per-host limits: each gets ``per_host_concurrency // processes`` connections
+    and ``per_host_rate_per_s / processes`` requests per second (see ``HostLimiter``), and no
+    more processes start than ``per_host_concurrency`` allows. ``target_dir`` and
+    ``on_fetched`` must then be picklable (module-level functions or ``functools.partial``s of
+    them; not lambdas) and ``client`` must be None.
     """
     if "url" not in manifest.columns:
         raise DataError("manifest", "no 'url' column")
+    if processes > 1:
+        _require_picklable(target_dir=target_dir, on_fetched=on_fetched)
+        if client is not None:
+            raise ValueError("client can't be shared with worker processes: pass None")
     settings = settings or HttpSettings.default()
     dest_root, status_path = Path(dest_root), Path(status_path)
     manifest = manifest[manifest["url"].notna()].drop_duplicates("url")
@@ -280,38 +462,37 @@ def scrape_manifest(
     wanted = set(order)
     rows = {u: r for u, r in _previous(status_path, dest_root).items() if u in wanted}
     todo = [r for r in manifest.to_dict("records") if rows.get(r["url"], {}).get("status") != OK]
+    unsynced: set[Path] = set()  # folders with new files whose renames aren't durable yet
 
-    def save() -> pd.DataFrame:
-        frame = _frame([rows[u] for u in order if u in rows])
-        write_parquet(status_path, frame)
-        return frame
+    def save() -> None:
+        for folder in unsynced:
+            fsync_dir(folder)
+        unsynced.clear()
+        write_parquet(status_path, _frame([rows[u] for u in order if u in rows]))
 
-    limiter = HostLimiter(settings.per_host_concurrency, settings.per_host_rate_per_s)
-    own_client = client is None
-    client = client or make_client(settings, max_connections=max(workers, 1) * 2)
-    robots = RobotsPolicy(client, settings, limiter)
     show = progress and sys.stderr.isatty()
-    pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="scrape")
-    try:
-        futures: dict[Future, str] = {
-            pool.submit(
-                _fetch_one, r["url"], r, dest_root, target_dir, settings, client, limiter, robots,
-                on_fetched,
-            ): r["url"]
-            for r in todo
-        }
-        saved_at = time.monotonic()
-        with tqdm(total=len(futures), unit="url", disable=not show) as bar:
-            # as_completed waits on all futures once; a wait() per completion is quadratic
-            for future in as_completed(futures):
-                rows[futures[future]] = future.result()
-                bar.update()
-                if time.monotonic() - saved_at > CHECKPOINT_EVERY_S:
-                    save()
-                    saved_at = time.monotonic()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if own_client:
-            client.close()
-        save()
+    saved_at = time.monotonic()
+    with tqdm(total=len(todo), unit="url", disable=not show) as bar:
+
+        def take(url: str, row: Row) -> None:
+            nonlocal saved_at
+            rows[url] = row
+            if row["status"] == OK:
+                unsynced.add((dest_root / row["path"]).parent)
+            bar.update()
+            if time.monotonic() - saved_at > CHECKPOINT_EVERY_S:
+                save()
+                saved_at = time.monotonic()
+
+        processes = min(processes, len(todo), settings.per_host_concurrency)
+        try:
+            if processes > 1:
+                shards = [todo[i::processes] for i in range(processes)]
+                _scrape_in_processes(shards, dest_root, target_dir, settings, workers,
+                                     on_fetched, take)
+            else:
+                _scrape_rows(todo, dest_root, target_dir, settings, workers, client, on_fetched,
+                             take)
+        finally:
+            save()
     return _frame([rows[u] for u in order])
