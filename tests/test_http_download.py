@@ -25,6 +25,7 @@ from lenslab.ingest.http import (
 )
 from lenslab.params import load_params
 from tests.support import Delay, Drop, Status
+from tests.support.settings import fast_http_settings
 
 BODY = bytes(range(256)) * 800  # 200 KiB: several chunks, so a drop leaves a resumable .part
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -34,12 +35,7 @@ pytestmark = pytest.mark.timeout(30)  # a regression must fail, not hang on a dr
 
 @pytest.fixture
 def settings() -> HttpSettings:
-    """params.yaml's settings with waits shrunk so every fault resolves in well under a second."""
-    return dataclasses.replace(
-        HttpSettings.from_params(load_params()),
-        connect_timeout_s=2, read_timeout_s=2, deadline_s=10, retries=3, backoff_s=0.01,
-        retry_after_cap_s=3, per_host_rate_per_s=0, per_host_concurrency=4,
-    )
+    return fast_http_settings()
 
 
 def files_in(folder: Path) -> list[str]:

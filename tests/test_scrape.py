@@ -15,8 +15,8 @@ from PIL import Image
 
 from lenslab.ingest.http import HttpSettings
 from lenslab.ingest.scrape import scrape_manifest, x_robots_directives
-from lenslab.params import load_params
 from tests.support import Delay, Drop, Status
+from tests.support.settings import fast_http_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,11 +29,7 @@ def image_bytes(shade: int, fmt: str = "JPEG") -> bytes:
 
 @pytest.fixture
 def settings() -> HttpSettings:
-    return dataclasses.replace(
-        HttpSettings.from_params(load_params()),
-        connect_timeout_s=2, read_timeout_s=2, deadline_s=10, retries=2, backoff_s=0.01,
-        retry_after_cap_s=1, per_host_rate_per_s=0, per_host_concurrency=4,
-    )
+    return fast_http_settings(retries=2, retry_after_cap_s=1)
 
 
 def site_pose(row: Mapping[str, Any]) -> str:
