@@ -5,9 +5,10 @@ import dagster as dg
 
 from assets.catalog import catalog_checks, image_catalog
 from assets.ingestion import ingestion_assets
+from assets.style import style_assets
 from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
-all_assets = [*ingestion_assets, image_catalog]
+all_assets = [*ingestion_assets, image_catalog, *style_assets]
 all_checks = [*catalog_checks]
 
 pipeline_job = dg.define_asset_job(

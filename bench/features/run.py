@@ -1,0 +1,103 @@
+"""Feature-extraction benchmark: global features at 256 px vs a plain decode-only loop.
+
+Both read the same JPEGs (N photos normalised like the catalog's copies: RGB, longest side 512,
+quality 92), alternating for --runs rounds in one process. Reports median images/s of
+(1) decode-only: a plain loop, PIL full decode to an RGB array, nothing else;
+(2) features: lenslab.style.extract, i.e. decode (threads, libjpeg DCT scaling) + resize to 256 +
+    global_features + seed_features, batched;
+and their ratio (target >= 0.8). Writes bench/out/features/results.json.
+
+    python bench/features/run.py                   # 1,000 photos, 3 rounds
+    python bench/features/run.py --images 200 --runs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+OUT = REPO / "bench" / "out" / "features"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE.parent / "ingest"))
+
+from images import make_photos  # noqa: E402
+
+from lenslab.style import extract  # noqa: E402
+
+
+def normalised_copies(folder: Path, n: int) -> list[Path]:
+    """The catalog's normalisation (longest side 512, q92) of the ingest benchmark's photos."""
+    raw = folder / "raw"
+    names = make_photos(raw, n)
+    paths = []
+    for name in names:
+        dest = folder / "normalised" / name
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(raw / name) as image:
+                image.thumbnail((512, 512), Image.Resampling.BILINEAR)
+                image.convert("RGB").save(dest, quality=92)
+        paths.append(dest)
+    return paths
+
+
+def decode_only(paths: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in paths:
+        with Image.open(path) as image:
+            np.asarray(image.convert("RGB"))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def features(paths: list[Path], size: int, batch_size: int, threads: int) -> float:
+    return extract(paths, size=size, batch_size=batch_size, threads=threads).images_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="decode threads for features")
+    args = parser.parse_args()
+
+    paths = normalised_copies(OUT / "photos", args.images)
+    features(paths[: args.batch_size], args.size, args.batch_size, args.threads)  # warm-up
+    decode, feats = [], []
+    for _ in range(args.runs):  # alternate, so load drifts hit both alike
+        decode.append(decode_only(paths))
+        feats.append(features(paths, args.size, args.batch_size, args.threads))
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        "images": args.images, "runs": args.runs, "size": args.size,
+        "batch_size": args.batch_size, "decode_threads": args.threads,
+        "decode_only_images_per_s": decode, "features_images_per_s": feats,
+        "decode_only_median": statistics.median(decode),
+        "features_median": statistics.median(feats),
+        "ratio": statistics.median(feats) / statistics.median(decode),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(result, indent=2))
+    print(f"decode-only {result['decode_only_median']:.1f} img/s, features "
+          f"{result['features_median']:.1f} img/s, ratio {result['ratio']:.2f} (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()

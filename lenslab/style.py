@@ -1,0 +1,180 @@
+"""Photographer editing style, plain logic: load catalogued photos, extract features, cluster.
+
+No Dagster here: assets/style.py wires these functions to the data tree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from lenslab.paths import DataLayout
+from lenslab.style_features import FEATURE_NAMES, SEED_FEATURE_NAMES, global_features, seed_features
+
+SOURCE = "oxford_pets"
+
+
+def features_dir(layout: DataLayout) -> Path:
+    return layout.root / "features"
+
+
+def features_path(layout: DataLayout) -> Path:
+    return features_dir(layout) / "global_features.parquet"
+
+
+def clusters_path(layout: DataLayout) -> Path:
+    return features_dir(layout) / "photographer_clusters.parquet"
+
+
+def clusters_plot_path(layout: DataLayout) -> Path:
+    return features_dir(layout) / "photographer_clusters_pca.png"
+
+
+def catalogued_images(catalog: pd.DataFrame, source: str = SOURCE) -> pd.DataFrame:
+    """The source's catalog rows: only validated images are in the catalog (never quarantine)."""
+    rows = catalog[catalog["source"] == source]
+    return rows[["image_id", "sha256", "split", "normalised_path"]].reset_index(drop=True)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode a JPEG to a (size, size, 3) uint8 array.
+
+    ``draft`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight from the DCT when the file is
+    at least twice ``size``: much cheaper than a full decode and then a resize. The whole frame is
+    squashed to a square (no crop) so the corners stay in for the vignetting feature.
+    """
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))
+        rgb = image.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb)
+
+
+def _batches(paths: Sequence[Path], size: int, batch_size: int,
+             threads: int) -> Iterator[torch.Tensor]:
+    """uint8 (N, 3, size, size) batches; decoding runs in threads, one batch ahead of compute."""
+    chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        def decode(chunk: Sequence[Path]):
+            return pool.map(lambda p: load_image(p, size), chunk)
+
+        pending = decode(chunks[0]) if chunks else None
+        for k in range(len(chunks)):
+            arrays = list(pending)
+            pending = decode(chunks[k + 1]) if k + 1 < len(chunks) else None
+            yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    features: np.ndarray       # (N, len(FEATURE_NAMES))
+    seed: np.ndarray           # (N, 4): the seed's variant
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.features) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def extract(paths: Sequence[Path], *, size: int = 256, batch_size: int = 64,
+            device: torch.device | str = "cpu", threads: int = 2,
+            progress: Callable[[int], None] | None = None) -> Extraction:
+    """Features of every image in ``paths`` (in order), batched through ``global_features``."""
+    device = torch.device(device)
+    out, seed_out = [], []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in _batches(list(paths), size, batch_size, threads):
+            pixels = batch.to(device, non_blocking=True).float().div_(255.0)
+            out.append(global_features(pixels).cpu())
+            seed_out.append(seed_features(pixels).cpu())
+            if progress is not None:
+                progress(len(batch))
+    seconds = time.perf_counter() - start
+    width = len(FEATURE_NAMES)
+    features = torch.cat(out).double().numpy() if out else np.zeros((0, width))
+    seeds = torch.cat(seed_out).double().numpy() if seed_out else np.zeros((0, 4))
+    return Extraction(features, seeds, seconds)
+
+
+def features_table(images: pd.DataFrame, extraction: Extraction) -> pd.DataFrame:
+    """image_id, sha256, split, one column per feature, then the seed's 4 (prefixed seed_)."""
+    table = images[["image_id", "sha256", "split"]].reset_index(drop=True)
+    values = pd.DataFrame(np.hstack([extraction.features, extraction.seed]),
+                          columns=[*FEATURE_NAMES, *SEED_FEATURE_NAMES])
+    return pd.concat([table, values], axis=1)
+
+
+def true_photographers(layout: DataLayout, image_ids: pd.Series,
+                       source: str = SOURCE) -> np.ndarray | None:
+    """Known photographer per image (synthetic ground truth), or None where nobody knows."""
+    truth = layout.ground_truth(source) / "photographers.csv"
+    if not truth.is_file():
+        return None
+    table = pd.read_csv(truth, dtype={"image": str})
+    by_stem = dict(zip(table["image"], table["photographer"], strict=True))
+    stems = image_ids.map(lambda i: Path(str(i).split(":", 1)[-1]).stem)
+    labels = stems.map(by_stem)
+    if labels.isna().any():  # images the generator did not edit (should not happen): no truth
+        return None
+    return labels.astype(int).to_numpy()
+
+
+@dataclass(frozen=True)
+class Clustering:
+    cluster: np.ndarray        # on standardised global features
+    seed_cluster: np.ndarray   # the seed's variant: 4 raw columns, unscaled
+    embedding_2d: np.ndarray   # PCA of the standardised features, for the plot
+    explained: tuple[float, float]
+    scores: dict[str, float]   # ARI/NMI of both variants, where the truth is known
+
+
+def cluster(features: np.ndarray, seed_columns: np.ndarray, k: int, random_state: int,
+            truth: np.ndarray | None = None, n_init: int = 10) -> Clustering:
+    """KMeans on standardised features beside the seed's unscaled 4-column KMeans."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.preprocessing import StandardScaler
+
+    k = min(k, len(features))
+    scaled = StandardScaler().fit_transform(features)
+    ours = KMeans(k, n_init=n_init, random_state=random_state).fit_predict(scaled)
+    theirs = KMeans(k, n_init=n_init, random_state=random_state).fit_predict(seed_columns)
+    pca = PCA(2, random_state=random_state).fit(scaled)
+    scores: dict[str, float] = {}
+    if truth is not None:
+        for name, labels in (("standardised", ours), ("seed", theirs)):
+            scores[f"ari_{name}"] = float(adjusted_rand_score(truth, labels))
+            scores[f"nmi_{name}"] = float(normalized_mutual_info_score(truth, labels))
+    ratio = pca.explained_variance_ratio_
+    return Clustering(ours, theirs, pca.transform(scaled), (float(ratio[0]), float(ratio[1])),
+                      scores)
+
+
+def plot_clusters(result: Clustering, path: Path, title: str) -> None:
+    """2-D PCA scatter of the images, coloured by standardised-feature cluster."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5), dpi=100)
+    ax.scatter(result.embedding_2d[:, 0], result.embedding_2d[:, 1], c=result.cluster,
+               cmap="tab20", s=14, linewidths=0)
+    ax.set_xlabel(f"PC1 ({result.explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({result.explained[1]:.0%} of variance)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
