@@ -5,6 +5,7 @@ import base64
 
 import dagster as dg
 import pandas as pd
+import torch
 from pydantic import Field
 
 from assets.catalog import image_catalog
@@ -140,4 +141,280 @@ def photographer_clusters(
     })
 
 
-style_assets = [global_features, photographer_clusters]
+AE_STAGE = Stage(
+    outs=("models/style_autoencoder/checkpoint.pt", "models/style_autoencoder/embeddings.parquet",
+          "models/style_autoencoder/tb"),
+    code=("models/style_autoencoder.py", "lenslab/style_models.py", "lenslab/style_features.py",
+          "assets/style.py"),
+    params=("seed", "style.ae_size", "style.ae_embedding_dim", "style.ae_width",
+            "style.ae_epochs", "style.ae_batch_size", "style.ae_lr", "style.ae_feature_weight",
+            "style.heldout_base_fraction"),
+)
+PHOTOGRAPHER_STAGE = Stage(
+    outs=("models/photographer/photographer_embeddings.parquet",
+          "models/photographer/identification.parquet", "models/photographer/metrics.json"),
+    code=("models/photographer.py", "lenslab/style_models.py", "assets/style.py"),
+    params=("seed", "style.photographer_dim", "style.photographer_epochs",
+            "style.photographer_lr", "style.photographer_style_weight",
+            "style.heldout_base_fraction"),
+)
+REPORT_STAGE = Stage(
+    outs=("reports/style",),
+    code=("lenslab/style_models.py", "assets/style.py"),
+    params=("seed",),
+)
+
+
+class StyleAutoencoderConfig(dg.Config):
+    size: int = Field(default=param("style.ae_size"), description="Input side in pixels.")
+    embedding_dim: int = Field(default=param("style.ae_embedding_dim"))
+    width: int = Field(default=param("style.ae_width"))
+    epochs: int = Field(default=param("style.ae_epochs"))
+    batch_size: int = Field(default=param("style.ae_batch_size"))
+    lr: float = Field(default=param("style.ae_lr"))
+    feature_weight: float = Field(default=param("style.ae_feature_weight"),
+                                  description="Weight of the global-feature loss.")
+    heldout_base_fraction: float = Field(default=param("style.heldout_base_fraction"))
+    seed: int = Field(default=param("seed"))
+    resume: bool = Field(default=False, description="Continue from the saved checkpoint.")
+
+
+class PhotographerConfig(dg.Config):
+    dim: int = Field(default=param("style.photographer_dim"))
+    epochs: int = Field(default=param("style.photographer_epochs"))
+    lr: float = Field(default=param("style.photographer_lr"))
+    style_weight: float = Field(default=param("style.photographer_style_weight"))
+    heldout_base_fraction: float = Field(default=param("style.heldout_base_fraction"))
+    seed: int = Field(default=param("seed"))
+
+
+def _style_split(layout, table: pd.DataFrame, fraction: float, seed: int):
+    """The one seeded split every style model uses (train/val/test/heldout_base)."""
+    from lenslab import style_models
+
+    base = style_models.bases(layout, table["image_id"])
+    return style_models.split(len(table), base, seed, fraction), base
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"python", "pytorch", "parquet"},
+    deps=[global_features],
+    metadata=AE_STAGE.metadata(),
+    code_version=AE_STAGE.code_version(),
+    description="Convolutional autoencoder (pixel L1 + global-feature loss); its encoder output "
+    "is the image embedding, written for every photo from the final model in eval mode.",
+    **GPU_ASSET,
+)
+def style_autoencoder(
+    context: dg.AssetExecutionContext, config: StyleAutoencoderConfig, data_root: DataRoot,
+    device: TorchDevice,
+) -> dg.MaterializeResult:
+    import shutil
+
+    from lenslab import atomic, style, style_models
+    from models import style_autoencoder as ae
+    from models.device import describe
+
+    layout = data_root.layout()
+    images = style.catalogued_images(pd.read_parquet(layout.catalog))
+    parts, _ = _style_split(layout, images, config.heldout_base_fraction, config.seed)
+    pixels = style_models.load_images(layout.root, list(images["normalised_path"]), config.size)
+    out = style_models.model_dir(layout, "style_autoencoder")
+    checkpoint, tb = out / "checkpoint.pt", out / "tb"
+    if not config.resume:  # a fresh run starts clean: no stale checkpoint or event files
+        checkpoint.unlink(missing_ok=True)
+        shutil.rmtree(tb, ignore_errors=True)
+    seed = derive_seed(config.seed, "style", "autoencoder") % 2**31
+    cfg = ae.TrainConfig(size=config.size, embedding_dim=config.embedding_dim, width=config.width,
+                         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                         feature_weight=config.feature_weight, seed=seed)
+    torch_device = device.torch_device()
+    # the AE never trains on the photos held out for identification (test, held-out bases)
+    result = ae.train(pixels[torch.from_numpy(parts == "train")],
+                      pixels[torch.from_numpy(parts == "val")], cfg, checkpoint=checkpoint,
+                      log_dir=tb, device=torch_device, log=context.log.info)
+    z = ae.embed(result.model, pixels).numpy()
+    table = pd.DataFrame(z, columns=[f"z{i}" for i in range(z.shape[1])])
+    table.insert(0, "image_id", images["image_id"])
+    table.insert(1, "split", parts)
+    atomic.write_parquet(out / "embeddings.parquet", table)
+    last = result.history[-1] if result.history else {}
+    return dg.MaterializeResult(metadata={
+        "images": len(table), "train_images": int((parts == "train").sum()),
+        "epochs": config.epochs, "resumed_from_epoch": result.resumed_from,
+        "train_seconds": round(result.seconds, 2), "device": describe(torch_device),
+        "torch_seed": seed,
+        **{k: round(float(v), 5) for k, v in last.items() if k != "epoch"},
+        "history": dg.MetadataValue.json(result.history),
+        "path": path_value(out / "embeddings.parquet"), "tensorboard": path_value(tb),
+    })
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"python", "pytorch", "parquet"},
+    deps=[style_autoencoder, photographer_clusters],
+    metadata=PHOTOGRAPHER_STAGE.metadata(),
+    code_version=PHOTOGRAPHER_STAGE.code_version(),
+    description="A learnable embedding per photographer; predicts each photographer's editing "
+    "(global features) and identifies the photographer of held-out photos (top-1/top-5), beside "
+    "a logistic-regression baseline on the global features.",
+    **GPU_ASSET,
+)
+def photographer_model(
+    context: dg.AssetExecutionContext, config: PhotographerConfig, data_root: DataRoot,
+) -> dg.MaterializeResult:
+    import json
+
+    import numpy as np
+
+    from lenslab import atomic, style, style_models
+    from lenslab.style_features import FEATURE_NAMES
+    from models import photographer as ph
+
+    layout = data_root.layout()
+    feats = pd.read_parquet(style.features_path(layout))
+    emb = pd.read_parquet(style_models.model_dir(layout, "style_autoencoder")
+                          / "embeddings.parquet")
+    table = feats.merge(emb, on="image_id", suffixes=("", "_ae"))  # split_ae: the style split
+    parts = table["split_ae"].to_numpy()
+    truth = style.true_photographers(layout, table["image_id"])
+    if truth is None:  # real Oxford pets: the clusters are the labels, as in the seed
+        clusters = pd.read_parquet(style.clusters_path(layout))
+        truth = table[["image_id"]].merge(clusters, on="image_id")["cluster"].to_numpy()
+        label_kind = "kmeans_clusters"
+    else:
+        label_kind = "true_photographers"
+    n_phot = int(truth.max()) + 1
+    train_rows = parts == "train"
+    f = style_models.standardise(table[list(FEATURE_NAMES)].to_numpy(float), train_rows)
+    z = style_models.standardise(table[[c for c in emb.columns if c.startswith("z")]]
+                                 .to_numpy(float), train_rows)
+    x = torch.tensor(np.hstack([z, f]), dtype=torch.float32)
+    ft = torch.tensor(f, dtype=torch.float32)
+    y = torch.tensor(truth, dtype=torch.long)
+    idx = {s: torch.from_numpy(np.flatnonzero(parts == s)) for s in
+           ("train", "val", "test", "heldout_base")}
+    seed = derive_seed(config.seed, "style", "photographer") % 2**31
+    cfg = ph.TrainConfig(dim=config.dim, epochs=config.epochs, lr=config.lr,
+                         style_weight=config.style_weight, seed=seed)
+    result = ph.train(x, ft, y, idx["train"], idx["val"], n_phot, cfg)
+    with torch.no_grad():
+        scores = {"embedding_classifier": result.model.logits(x),
+                  "predicted_style_match": result.model.style_scores(ft),
+                  "baseline_logreg_features": torch.from_numpy(
+                      style_models.baseline_scores(f, truth, train_rows, seed)).float()}
+    ident = {}
+    for method, s in scores.items():
+        for part in ("val", "test", "heldout_base"):
+            rows = idx[part]
+            if len(rows) == 0:
+                continue
+            ident[f"{part}/{method}"] = {
+                "split": part, "method": method, "images": len(rows),
+                "top1": ph.topk_accuracy(s[rows], y[rows], 1),
+                "top5": ph.topk_accuracy(s[rows], y[rows], 5)}
+    out = style_models.model_dir(layout, "photographer")
+    names = [str(i) for i in range(n_phot)]
+    vectors = result.model.photographers.weight.detach().numpy()
+    emb_table = pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
+    emb_table.insert(0, "photographer", names)
+    atomic.write_parquet(ph.embeddings_path(layout.root), emb_table)
+    best = scores["embedding_classifier"].argmax(1).numpy()
+    atomic.write_parquet(out / "identification.parquet", pd.DataFrame({
+        "image_id": table["image_id"], "split": parts, "photographer": truth,
+        "predicted": best}))
+    torch.save({"model": result.model.state_dict(), "best_epoch": result.best_epoch},
+               out / "model.pt")
+    metrics = {"labels": label_kind, "photographers": n_phot, "chance_top1": 1 / n_phot,
+               "chance_top5": min(5, n_phot) / n_phot, "best_epoch": result.best_epoch,
+               "torch_seed": seed, "identification": ident,
+               "split_sizes": {k: len(v) for k, v in idx.items()}}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    key = {f"{k.replace('/', '_')}_top1": round(v["top1"], 4) for k, v in ident.items()}
+    context.log.info(str(key))
+    return dg.MaterializeResult(metadata={
+        "labels": label_kind, "photographers": n_phot, "best_epoch": result.best_epoch,
+        "torch_seed": seed, **key, "chance_top1": round(1 / n_phot, 4),
+        "path": path_value(ph.embeddings_path(layout.root)),
+    })
+
+
+@dg.asset(
+    group_name="reports",
+    kinds={"python", "json", "markdown"},
+    deps=[photographer_model],
+    metadata=REPORT_STAGE.metadata(),
+    code_version=REPORT_STAGE.code_version(),
+    description="metrics.json, report.md and plots: identification top-1/top-5 vs chance on "
+    "held-out edits and held-out bases, clustering ARI/NMI vs the seed's variant, 2-D maps of "
+    "the image and photographer embeddings.",
+)
+def style_report(
+    context: dg.AssetExecutionContext, data_root: DataRoot
+) -> dg.MaterializeResult:
+    import json
+
+    import numpy as np
+
+    from lenslab import style, style_models
+
+    layout = data_root.layout()
+    out = style_models.report_dir(layout)
+    metrics = json.loads((style_models.model_dir(layout, "photographer")
+                          / "metrics.json").read_text())
+    table = pd.read_parquet(style.features_path(layout))
+    truth = style.true_photographers(layout, table["image_id"])
+    if truth is not None:
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+        clusters = pd.read_parquet(style.clusters_path(layout))
+
+        merged = table[["image_id"]].merge(clusters, on="image_id")
+        metrics["clustering"] = {
+            f"{m}_{v}": float(fn(truth, merged[c]))
+            for v, c in (("standardised", "cluster"), ("seed", "seed_cluster"))
+            for m, fn in (("ari", adjusted_rand_score), ("nmi", normalized_mutual_info_score))}
+    ident = metrics["identification"]
+    # the issue's target: held-out top-1 >= 90 % (the model, not the baseline)
+    held = ident.get("test/embedding_classifier", {}).get("top1", 0.0)
+    metrics["target_met"] = bool(held >= 0.9)
+    plots = []
+    for metric in ("top1", "top5"):
+        name = f"identification_{metric}.png"
+        style_models.bar_plot({k: v[metric] for k, v in sorted(ident.items())},
+                              metrics[f"chance_{metric}"], out / name,
+                              f"photographer identification {metric} ({metrics['labels']})")
+        plots.append(name)
+    emb = pd.read_parquet(style_models.model_dir(layout, "style_autoencoder")
+                          / "embeddings.parquet")
+    ids = pd.read_parquet(style_models.model_dir(layout, "photographer")
+                          / "identification.parquet")
+    emb = emb.merge(ids[["image_id", "photographer"]], on="image_id")
+    seed = derive_seed(param("seed"), "style", "report") % 2**31
+    zcols = [c for c in emb.columns if c.startswith("z")]
+    style_models.scatter(style_models.pca_2d(emb[zcols].to_numpy(), seed),
+                         emb["photographer"].to_numpy(), out / "image_embeddings.png",
+                         "autoencoder image embeddings (PCA), coloured by photographer")
+    phot = pd.read_parquet(style_models.model_dir(layout, "photographer")
+                           / "photographer_embeddings.parquet")
+    ecols = [c for c in phot.columns if c.startswith("e")]
+    style_models.scatter(style_models.pca_2d(phot[ecols].to_numpy(), seed),
+                         np.arange(len(phot)), out / "photographer_embeddings.png",
+                         "photographer embeddings (PCA)", list(phot["photographer"]))
+    plots += ["image_embeddings.png", "photographer_embeddings.png"]
+    style_models.write_report(out, metrics, plots)
+    flat = {f"{k.replace('/', '_')}_{m}": round(v[m], 4) for k, v in ident.items()
+            for m in ("top1", "top5")}
+    bar = base64.b64encode((out / "identification_top1.png").read_bytes()).decode()
+    return dg.MaterializeResult(metadata={
+        **flat, **{k: round(v, 4) for k, v in metrics.get("clustering", {}).items()},
+        "chance_top1": round(metrics["chance_top1"], 4), "target_met": metrics["target_met"],
+        "pca_seed": seed, "path": path_value(out / "report.md"),
+        "plot": dg.MetadataValue.md(f"![top-1](data:image/png;base64,{bar})"),
+    })
+
+
+style_assets = [global_features, photographer_clusters, style_autoencoder, photographer_model,
+                style_report]

@@ -47,7 +47,8 @@ def build_dvc_pipeline(defs: dg.Definitions) -> dict:
             "cmd": f"dg launch --assets {key.to_user_string()}",
             "deps": [*stage.all_code(), *upstream_outs],
             **({"params": list(stage.params)} if stage.params else {}),
-            "outs": [f"{DATA_DIR}/{o}" for o in stage.outs],
+            "outs": [{f"{DATA_DIR}/{o}": {"persist": True}} if o in stage.persist
+                     else f"{DATA_DIR}/{o}" for o in stage.outs],
         }
     return {"stages": stages}
 

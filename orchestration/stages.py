@@ -23,18 +23,23 @@ METADATA_KEY = "lenslab/stage"
 
 @dataclass(frozen=True)
 class Stage:
-    """outs: folders/files under the data root; code: repo paths; params: params.yaml keys."""
+    """outs: folders/files under the data root; code: repo paths; params: params.yaml keys.
+
+    persist: outs that are caches the asset updates incrementally; DVC must not delete them
+    before the stage runs (it deletes plain outs).
+    """
 
     outs: tuple[str, ...]
     code: tuple[str, ...]
     params: tuple[str, ...] = ()
+    persist: tuple[str, ...] = ()
 
     def all_code(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*COMMON_CODE, *self.code)))
 
     def metadata(self) -> dict[str, object]:
         return {METADATA_KEY: {"outs": list(self.outs), "code": list(self.code),
-                               "params": list(self.params)}}
+                               "params": list(self.params), "persist": list(self.persist)}}
 
     def code_version(self) -> str:
         return _hash_paths(self.all_code())
@@ -66,4 +71,5 @@ def stage_of(metadata: dict) -> Stage | None:
     if raw is None:
         return None
     value = getattr(raw, "value", raw)  # a MetadataValue wraps the dict once loaded
-    return Stage(tuple(value["outs"]), tuple(value["code"]), tuple(value["params"]))
+    return Stage(tuple(value["outs"]), tuple(value["code"]), tuple(value["params"]),
+                 tuple(value.get("persist", ())))

@@ -22,6 +22,7 @@ def summarise(data_root: Path) -> list[dict]:
     rows = []
     for name, stage in build_dvc_pipeline(defs)["stages"].items():
         for out in stage["outs"]:
+            out = out if isinstance(out, str) else next(iter(out))  # {path: {persist: true}}
             path = data_root / Path(out).relative_to("data")
             n, size = _size(path) if path.exists() else (0, 0)
             row = {"stage": name, "path": out, "files": n, "MiB": round(size / 2**20, 1)}

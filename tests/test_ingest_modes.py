@@ -58,7 +58,8 @@ def test_local_oxford_with_broken_files_quarantines_them_and_keeps_the_rest(tmp_
     lines = (tree / "annotations" / "list.txt").read_text().splitlines()
 
     root = tmp_path / "data"
-    result = _materialize(root, None, {"oxford_pets": {"mode": "local", "path": str(tree)}})
+    result = _materialize(root, [*SOURCES, "image_catalog"],
+                          {"oxford_pets": {"mode": "local", "path": str(tree)}})
     assert result.success
     layout = DataLayout(root)
     report = json.loads(layout.ingest_report("oxford_pets").read_text())

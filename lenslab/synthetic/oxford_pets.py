@@ -20,9 +20,15 @@ Knobs:
     defects (True)                reproduce real defects: a PNG and a GIF named .jpg, an RGBA
                                   image, .mat files in images/, AppleDouble ``._*`` files in the
                                   annotations archive, images present but not listed
+    shared_bases (0)              render this many base scenes (pet, background, framing) under
+                                  ``renders_per_base`` different photographers each, so
+                                  identification can be tested on content never seen in training;
+                                  0 keeps every base unique and the output exactly as before
+    renders_per_base (3)          photographers per shared base
 
 Ground truth: ``photographers.csv`` (image, photographer), ``presets.csv`` (photographer + edit
-parameters), ``image_edits.csv`` (image + the exact edit parameters applied to it).
+parameters), ``image_edits.csv`` (image + the exact edit parameters applied to it), and only when
+``shared_bases`` > 0, ``bases.csv`` (image, base: the stem of the base scene's first render).
 """
 
 from __future__ import annotations
@@ -211,15 +217,36 @@ def _names_and_split(r: np.random.Generator, breeds: list[str],
     return stems, split
 
 
+def _share_bases(breeds: list[str], who: np.ndarray, n_listed: int, shared: int, renders: int,
+                 photographers: int) -> list[int]:
+    """Index of each image's base scene; groups of ``renders`` listed images share one.
+
+    Members of a group take the group's breed and distinct photographers (in place), so one
+    scene is seen under several presets. With ``shared`` 0 every image is its own base.
+    """
+    base_of = list(range(len(breeds)))
+    renders = max(2, min(renders, photographers))
+    step = max(1, photographers // renders)
+    for g in range(min(shared, n_listed // renders)):
+        first = g * renders
+        for j in range(1, renders):
+            base_of[first + j] = first
+            breeds[first + j] = breeds[first]
+            who[first + j] = (who[first] + j * step) % photographers
+    return base_of
+
+
 def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float = 1.0,
              photographers: int = 30, images_per_photographer: int = 12, jitter: float = 0.35,
-             max_side: int = 160, defects: bool = True) -> dict[str, Any]:
+             max_side: int = 160, defects: bool = True, shared_bases: int = 0,
+             renders_per_base: int = 3) -> dict[str, Any]:
     """Write images.tar.gz and annotations.tar.gz into ``distributed``; see the module doc."""
     n_listed = scaled(photographers * images_per_photographer, scale, minimum=2 * photographers)
     n_unlisted = 2 if defects else 0
     r = rng(seed, SOURCE, "layout")
     breeds = [BREEDS[i % len(BREEDS)] for i in r.permutation(n_listed + n_unlisted)]
     who = r.permutation(np.arange(n_listed + n_unlisted) % photographers)
+    base_of = _share_bases(breeds, who, n_listed, shared_bases, renders_per_base, photographers)
     presets = draw_presets(seed, photographers)
     looks = {b: breed_look(seed, b) for b in BREEDS}
 
@@ -234,9 +261,11 @@ def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float =
     image_members, trimaps, xmls, truth, edits_rows = [], [], [], [], []
     for i, stem in enumerate(stems):
         ri = rng(seed, SOURCE, "image", i)
-        height, width = _size(ri, max_side)
-        scene = scenes.render_scene(ri, height, width, creature=_individual(looks[breeds[i]], ri),
-                                    subject_size=float(ri.uniform(0.3, 0.5)))
+        # a shared base draws its scene from the base's stream, the edit from the image's
+        rs = ri if base_of[i] == i else rng(seed, SOURCE, "base", base_of[i])
+        height, width = _size(rs, max_side)
+        scene = scenes.render_scene(rs, height, width, creature=_individual(looks[breeds[i]], rs),
+                                    subject_size=float(rs.uniform(0.3, 0.5)))
         edit = jittered(presets[who[i]], ri, jitter)
         pixels = apply_edits(scene.pixels, edit, rng=ri)
         data = _encode(pixels, kinds.get(i, "jpeg"), quality=int(ri.integers(80, 96)))
@@ -283,6 +312,9 @@ def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float =
     write_ground_truth(ground_truth, "presets", pd.DataFrame(
         [{"photographer": k, **p.to_dict()} for k, p in enumerate(presets)]))
     write_ground_truth(ground_truth, "image_edits", pd.DataFrame(edits_rows))
+    if shared_bases > 0:
+        write_ground_truth(ground_truth, "bases", pd.DataFrame(
+            {"image": stems, "base": [stems[base_of[i]] for i in range(len(stems))]}))
     return {
         "images": len(stems), "listed": n_listed, "unlisted": n_unlisted,
         "trainval": sum(1 for i in listed if split[i] == "trainval"),

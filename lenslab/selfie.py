@@ -1,0 +1,264 @@
+"""Selfie quality, the plain logic: labels from popularity, the feature cache, honest metrics.
+
+Good/bad labels follow the UCF Selfie paper and Karpathy's #selfie post: the extremes of the
+popularity score are labelled (bottom quantile bad, top quantile good) and the ambiguous middle is
+left out. Splits are drawn here rather than taken from the catalog because the catalog's are not
+stratified by this label; they are drawn per content hash, so a duplicate never straddles two.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, roc_auc_score
+
+from lenslab.formats.selfies import ATTRIBUTES
+from lenslab.seeding import rng
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    bad: float  # popularity at or below: bad
+    good: float  # at or above: good
+
+
+def selfie_rows(catalog: pd.DataFrame) -> pd.DataFrame:
+    """The catalog's selfies, one row per distinct image, popularity and attributes as columns."""
+    rows = catalog[(catalog["source"] == "selfies") & catalog["duplicate_of"].isna()]
+    rows = rows.drop_duplicates("sha256")
+    labels = pd.DataFrame([json.loads(x) if x else {} for x in rows["labels"]], index=rows.index)
+    missing = [c for c in ("popularity", *ATTRIBUTES) if c not in labels.columns]
+    if missing:
+        raise ValueError(f"selfie labels lack {missing[:5]} (not a UCF Selfie catalog?)")
+    out = rows[["image_id", "sha256", "normalised_path"]].copy()
+    out["popularity"] = labels["popularity"].astype(float)
+    for name in ATTRIBUTES:
+        out[name] = labels[name].fillna(0).astype("int8")
+    return out.reset_index(drop=True)
+
+
+def quantile_labels(
+    selfies: pd.DataFrame, bad_quantile: float, good_quantile: float
+) -> tuple[pd.DataFrame, Thresholds]:
+    """Keep the bottom ``bad_quantile`` (label 0) and the top ``1 - good_quantile`` (label 1)."""
+    if not 0 < bad_quantile <= good_quantile < 1:
+        raise ValueError(f"need 0 < bad_quantile <= good_quantile < 1, got "
+                         f"{bad_quantile}, {good_quantile}")
+    pop = selfies["popularity"]
+    t = Thresholds(float(pop.quantile(bad_quantile)), float(pop.quantile(good_quantile)))
+    bad, good = pop <= t.bad, pop >= t.good
+    kept = selfies[bad | good].copy()
+    kept.insert(4, "label", good[bad | good].astype("int8"))
+    return kept.reset_index(drop=True), t
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: dict[str, float], seed: int
+) -> np.ndarray:
+    """A split name per row: each class is shuffled (seeded) and cut by the fractions."""
+    total = sum(fractions[s] for s in SPLITS)
+    out = np.empty(len(labels), dtype=object)
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        idx = idx[rng(seed, "selfie", "split", int(cls)).permutation(len(idx))]
+        cuts = np.round(np.cumsum([fractions[s] / total for s in SPLITS]) * len(idx)).astype(int)
+        for name, lo, hi in zip(SPLITS, [0, *cuts[:-1]], cuts, strict=True):
+            out[idx[lo:hi]] = name
+    return out
+
+
+def build_labels(
+    catalog: pd.DataFrame, *, bad_quantile: float, good_quantile: float,
+    fractions: dict[str, float], seed: int,
+) -> tuple[pd.DataFrame, Thresholds]:
+    """The labelled selfies with their split (the selfie_labels table)."""
+    kept, thresholds = quantile_labels(selfie_rows(catalog), bad_quantile, good_quantile)
+    kept.insert(5, "split", stratified_split(kept["label"].to_numpy(), fractions, seed))
+    return kept, thresholds
+
+
+# --- transfer-value cache ------------------------------------------------------------------
+
+CACHE_KEY = ("sha256", "backbone", "image_size")
+
+
+def read_cache(path) -> pd.DataFrame:
+    """The cached transfer values (sha256, backbone, image_size, features), empty if none."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        return pd.DataFrame({"sha256": pd.Series(dtype=str), "backbone": pd.Series(dtype=str),
+                             "image_size": pd.Series(dtype="int64"),
+                             "features": pd.Series(dtype=object)})
+
+
+def missing_from_cache(
+    cache: pd.DataFrame, sha256s: Sequence[str], backbone: str, image_size: int
+) -> list[str]:
+    """The hashes whose values for this backbone and size are not cached yet (in order)."""
+    have = cache.loc[(cache["backbone"] == backbone) & (cache["image_size"] == image_size),
+                     "sha256"]
+    have_set = set(have)
+    return [s for s in dict.fromkeys(sha256s) if s not in have_set]
+
+
+def add_to_cache(
+    cache: pd.DataFrame, sha256s: Sequence[str], features: np.ndarray, backbone: str,
+    image_size: int,
+) -> pd.DataFrame:
+    new = pd.DataFrame({"sha256": list(sha256s), "backbone": backbone,
+                        "image_size": image_size,
+                        "features": list(features.astype(np.float32))})
+    merged = pd.concat([cache, new], ignore_index=True) if len(cache) else new
+    return merged.drop_duplicates(list(CACHE_KEY), keep="last").reset_index(drop=True)
+
+
+def lookup(cache: pd.DataFrame, sha256s: Sequence[str], backbone: str,
+           image_size: int) -> np.ndarray:
+    """An (n, d) float32 matrix of cached values in the order of ``sha256s``."""
+    rows = cache[(cache["backbone"] == backbone) & (cache["image_size"] == image_size)]
+    by_sha = rows.set_index("sha256")["features"]
+    return np.stack([np.asarray(by_sha[s], dtype=np.float32) for s in sha256s])
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p >= 0.5) == (y == 1)))
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def bootstrap_ci(
+    y: np.ndarray, p: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float],
+    *, resamples: int, seed: int, name: str, level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of ``metric`` over resamples of the test images (seeded per name)."""
+    r = rng(seed, "selfie", "bootstrap", name)
+    stats = []
+    for _ in range(resamples):
+        idx = r.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) == 2:  # AUC needs both classes in the resample
+            stats.append(metric(y[idx], p[idx]))
+    lo, hi = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def evaluate(y: np.ndarray, p: np.ndarray, *, resamples: int, seed: int,
+             name: str) -> dict[str, object]:
+    """Accuracy and ROC-AUC with 95% bootstrap intervals, and the confusion matrix."""
+    y, p = np.asarray(y), np.asarray(p, dtype=float)
+    cm = confusion_matrix(y, (p >= 0.5).astype(int), labels=[0, 1])
+    return {
+        "n": len(y),
+        "accuracy": accuracy(y, p),
+        "accuracy_ci95": bootstrap_ci(y, p, accuracy, resamples=resamples, seed=seed,
+                                      name=f"{name}/accuracy"),
+        "roc_auc": roc_auc(y, p),
+        "roc_auc_ci95": bootstrap_ci(y, p, roc_auc, resamples=resamples, seed=seed,
+                                     name=f"{name}/roc_auc"),
+        "confusion": {"rows_true_bad_good": cm.tolist()},
+    }
+
+
+def paired_auc_difference(
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, resamples: int, seed: int, name: str,
+) -> dict[str, object]:
+    """AUC(a) - AUC(b) on the same resamples, so the interval reflects the paired comparison."""
+    both = np.stack([p_a, p_b], axis=1)
+
+    def diff(yy: np.ndarray, pp: np.ndarray) -> float:
+        return roc_auc(yy, pp[:, 0]) - roc_auc(yy, pp[:, 1])
+
+    lo, hi = bootstrap_ci(y, both, diff, resamples=resamples, seed=seed, name=name)
+    return {"difference": diff(np.asarray(y), both), "ci95": (lo, hi)}
+
+
+def errors_by_attribute(frame: pd.DataFrame, correct: np.ndarray,
+                        min_count: int = 3) -> pd.DataFrame:
+    """Error rate with each attribute present (1) vs absent (-1); unlabelled (0) rows skipped.
+
+    Sorted by how much more often the classifier errs when the attribute is present.
+    """
+    wrong = ~np.asarray(correct, dtype=bool)
+    rows = []
+    for name in ATTRIBUTES:
+        values = frame[name].to_numpy()
+        on, off = values == 1, values == -1
+        if on.sum() < min_count or off.sum() < min_count:
+            continue
+        rows.append({"attribute": name, "n_present": int(on.sum()),
+                     "error_present": float(wrong[on].mean()), "n_absent": int(off.sum()),
+                     "error_absent": float(wrong[off].mean())})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["difference"] = table["error_present"] - table["error_absent"]
+    return table.sort_values("difference", ascending=False).reset_index(drop=True)
+
+
+def _fmt_ci(value: float, ci: Sequence[float]) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def report_markdown(metrics: dict, errors: pd.DataFrame, figures: dict[str, str]) -> str:
+    """The selfie report as markdown (also shown as Dagster metadata)."""
+    lines = ["# Selfie quality: good vs bad selfies", "",
+             f"Labels: popularity ≤ q{metrics['labels']['bad_quantile']} bad, "
+             f"≥ q{metrics['labels']['good_quantile']} good; "
+             f"test images: {metrics['labels']['test']} "
+             f"({metrics['labels']['test_good']} good). Chance ROC-AUC 0.5.", "",
+             "| model | test accuracy [95% CI] | test ROC-AUC [95% CI] | best epoch (val AUC) |",
+             "|---|---|---|---|"]
+    for name, m in metrics["models"].items():
+        lines.append(f"| {name} | {_fmt_ci(m['accuracy'], m['accuracy_ci95'])} | "
+                     f"{_fmt_ci(m['roc_auc'], m['roc_auc_ci95'])} | "
+                     f"{m['best_epoch']} ({m['best_val_auc']:.3f}) |")
+    lines += ["", "Paired bootstrap, AUC difference vs the from-scratch CNN:", ""]
+    for name, d in metrics["vs_scratch"].items():
+        lines.append(f"- {name}: {_fmt_ci(d['difference'], d['ci95'])}")
+    lines += ["", "Confusion matrices (rows: true bad, good; columns: predicted bad, good):", ""]
+    for name, m in metrics["models"].items():
+        lines.append(f"- {name}: {m['confusion']['rows_true_bad_good']}")
+    lines += ["", f"## Where the errors concentrate ({metrics['error_model']}, test)", ""]
+    lines.append(errors.head(10).to_markdown(index=False, floatfmt=".2f")
+                 if len(errors) else "_(too few test images)_")
+    lines += ["", "## Figures", ""]
+    lines += [f"- {what}: `{path}`" for what, path in figures.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class SelfieLayout:
+    """Where the selfie system keeps its files under the data root."""
+
+    root: Path
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "selfie" / "labels" / "selfie_labels.parquet"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "selfie" / "features" / "transfer_values.parquet"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "selfie" / "models"
+
+    @property
+    def predictions(self) -> Path:
+        return self.models / "predictions.parquet"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "reports" / "selfie"

@@ -1,0 +1,171 @@
+"""Style autoencoder, photographer model, similar-photographers query, and the assets end to end."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from skimage.transform import resize
+
+from lenslab import style_models
+from lenslab.paths import DataLayout
+from lenslab.synthetic.edits import EditParams, apply_edits
+from models import photographer as ph
+from models import style_autoencoder as ae
+
+
+def _tiny_images(n: int = 12, size: int = 32) -> torch.Tensor:
+    torch.manual_seed(0)
+    base = torch.rand(n, 3, 1, 1)
+    return (base + 0.1 * torch.rand(n, 3, size, size)).clamp(0, 1)
+
+
+def test_autoencoder_shapes_and_finite_loss():
+    model = ae.StyleAutoencoder(size=32, embedding_dim=8, width=4)
+    x = _tiny_images()
+    recon, z = model(x)
+    assert recon.shape == x.shape and z.shape == (12, 8)
+    loss, pixel, feature = ae.style_loss(model, x, ae.FeatureScale.fit(x), 0.1)
+    loss.backward()
+    assert torch.isfinite(loss) and pixel > 0 and feature >= 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with pytest.raises(ValueError):
+        ae.StyleAutoencoder(size=30)
+
+
+def test_autoencoder_trains_resumes_and_logs(tmp_path):
+    x = _tiny_images()
+    cfg = ae.TrainConfig(size=32, embedding_dim=8, width=4, epochs=2, batch_size=4, seed=3)
+    ckpt, tb = tmp_path / "ck.pt", tmp_path / "tb"
+    first = ae.train(x[:8], x[8:], cfg, checkpoint=ckpt, log_dir=tb, log=lambda _: None)
+    assert len(first.history) == 2 and first.history[-1]["train_loss"] < first.history[0][
+        "train_loss"] * 1.5
+    assert list(tb.glob("events.out.tfevents.*"))
+    state = torch.load(ckpt, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "epoch"} <= set(state) and state["epoch"] == 1
+    # resuming to 3 epochs runs only the third, and keeps the earlier history
+    more = ae.train(x[:8], x[8:], ae.TrainConfig(**{**cfg.__dict__, "epochs": 3}),
+                    checkpoint=ckpt, log=lambda _: None)
+    assert more.resumed_from == 2 and len(more.history) == 3
+    # seeded: the same run gives the same embeddings; eval mode, one model state
+    again = ae.train(x[:8], x[8:], cfg, log=lambda _: None)
+    torch.testing.assert_close(ae.embed(first.model, x), ae.embed(again.model, x))
+
+
+def test_photographer_model_identifies_separable_styles():
+    r = np.random.default_rng(0)
+    n_phot, per = 5, 12
+    centres = r.normal(0, 3, (n_phot, 6))
+    labels = np.repeat(np.arange(n_phot), per)
+    feats = torch.tensor(centres[labels] + r.normal(0, 0.5, (len(labels), 6)), dtype=torch.float32)
+    y = torch.tensor(labels)
+    order = torch.from_numpy(r.permutation(len(labels)))
+    train_idx, val_idx, test_idx = order[:36], order[36:48], order[48:]
+    result = ph.train(feats, feats, y, train_idx, val_idx, n_phot,
+                      ph.TrainConfig(epochs=150, seed=1))
+    with torch.no_grad():
+        top1 = ph.topk_accuracy(result.model.logits(feats[test_idx]), y[test_idx], 1)
+        style_top1 = ph.topk_accuracy(result.model.style_scores(feats[test_idx]), y[test_idx], 1)
+    assert top1 >= 0.9 and style_top1 >= 0.9
+    assert result.model.predicted_style().shape == (n_phot, 6)
+    # one persistent embedding table, trained by the optimiser (not a detached copy)
+    assert result.model.photographers.weight.requires_grad
+
+
+def test_similar_photographers_and_cli(tmp_path, capsys):
+    table = pd.DataFrame({"photographer": ["a", "b", "c"], "e0": [1.0, 0.9, -1.0],
+                          "e1": [0.0, 0.1, 0.0]})
+    result = ph.similar_photographers(table.set_index("photographer"), "a", k=2)
+    assert list(result["photographer"]) == ["b", "c"]
+    with pytest.raises(KeyError):
+        ph.similar_photographers(table.set_index("photographer"), "zz")
+    path = ph.embeddings_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    table.to_parquet(path)
+    assert ph.main(["similar", "a", "-k", "1", "--data-root", str(tmp_path)]) == 0
+    assert "b" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ph.main(["--help"])
+
+
+def test_split_holds_shared_bases_out_entirely():
+    base = np.array(["a", "a", "a", "b", "b", "b", "c", "d", "e", "f", "g", "h"])
+    parts = style_models.split(len(base), base, seed=0, heldout_base_fraction=0.5)
+    held = set(base[parts == "heldout_base"])
+    assert len(held) == 1 and held <= {"a", "b"}
+    assert not set(base[parts == "train"]) & held
+    assert (style_models.split(len(base), base, seed=0) == parts).all()
+    plain = style_models.split(10, None, seed=0)
+    assert "heldout_base" not in set(plain) and (plain == "train").sum() == 6
+
+
+def _shared_base_catalog(root) -> None:
+    """3 presets, each applied to the same 8 crops of real photos (shared bases), with truth."""
+    layout = DataLayout(root)
+    presets = [EditParams(temperature=0.8, saturation=0.6), EditParams(exposure=-0.8, vignette=0.7),
+               EditParams(saturation=-0.8, contrast=0.5, grain=0.04)]
+    photos = [resize(img, (128, 128), anti_aliasing=True).astype(np.float32)
+              for img in (data.astronaut(), data.chelsea(), data.coffee())]
+    r = np.random.default_rng(0)
+    rows, truth, bases = [], [], []
+    for b in range(8):
+        y, x = r.integers(0, 32, 2)
+        crop = photos[b % 3][y:y + 96, x:x + 96]
+        for who, preset in enumerate(presets):
+            pixels = (apply_edits(crop, preset) * 255).round().astype(np.uint8)
+            stem, sha = f"Breed_{b}{who}", f"{b:02d}{who:02d}".ljust(64, "0")
+            path = layout.normalised(sha)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path, quality=92)
+            rows.append({"image_id": f"oxford_pets:images/{stem}.jpg", "sha256": sha,
+                         "source": "oxford_pets", "split": "train",
+                         "normalised_path": path.relative_to(root).as_posix()})
+            truth.append({"image": stem, "photographer": who})
+            bases.append({"image": stem, "base": f"Breed_{b}0"})
+    gt = layout.ground_truth("oxford_pets")
+    gt.mkdir(parents=True)
+    pd.DataFrame(truth).to_csv(gt / "photographers.csv", index=False)
+    pd.DataFrame(bases).to_csv(gt / "bases.csv", index=False)
+    layout.catalog.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(layout.catalog)
+
+
+@pytest.mark.slow
+def test_style_models_materialise_end_to_end(tmp_path):
+    from assets.style import style_assets
+    from orchestration.resources import DataRoot, TorchDevice
+
+    _shared_base_catalog(tmp_path)
+    result = dg.materialize(
+        style_assets,
+        resources={"data_root": DataRoot(path=str(tmp_path)), "device": TorchDevice()},
+        run_config={"ops": {
+            "global_features": {"config": {"batch_size": 8, "size": 64}},
+            "photographer_clusters": {"config": {"clusters": 3}},
+            "style_autoencoder": {"config": {"size": 32, "epochs": 2, "width": 4,
+                                             "batch_size": 8}},
+            "photographer_model": {"config": {"epochs": 80}}}},
+    )
+    assert result.success
+    layout = DataLayout(tmp_path)
+    emb = pd.read_parquet(style_models.model_dir(layout, "style_autoencoder")
+                          / "embeddings.parquet")
+    assert len(emb) == 24 and emb.filter(like="z").notna().all().all()
+    assert list((style_models.model_dir(layout, "style_autoencoder") / "tb").iterdir())
+    report = style_models.report_dir(layout)
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["labels"] == "true_photographers" and metrics["photographers"] == 3
+    ident = metrics["identification"]
+    assert {"test/embedding_classifier", "heldout_base/embedding_classifier",
+            "heldout_base/baseline_logreg_features"} <= set(ident)
+    # three distinct presets: held-out bases are identified far above chance (1/3)
+    assert ident["heldout_base/embedding_classifier"]["top1"] >= 0.6
+    assert (report / "report.md").is_file() and len(list(report.glob("*.png"))) == 4
+    meta = result.asset_materializations_for_node("style_report")[0].metadata
+    assert "heldout_base_embedding_classifier_top1" in meta and "ari_standardised" in meta
+    similar = ph.main(["similar", "0", "-k", "2", "--data-root", str(tmp_path)])
+    assert similar == 0
