@@ -19,8 +19,16 @@ pipeline_job = dg.define_asset_job(
 )
 
 
+# Each step runs in its own process; a forkserver that has already imported the project (dagster,
+# torch, pandas) forks them in milliseconds instead of ~8 s of imports per step.
+executor = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["orchestration.definitions"]}}}
+)
+
+
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
+        executor=executor,
         assets=all_assets,
         asset_checks=all_checks,
         jobs=[pipeline_job],
