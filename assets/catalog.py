@@ -39,8 +39,7 @@ class CatalogConfig(dg.Config):
     group_name="catalog",
     kinds={"python", "parquet", "pillow"},
     deps=ingestion_assets,
-    metadata=CATALOG_STAGE.metadata(),
-    code_version=CATALOG_STAGE.code_version(),
+    **CATALOG_STAGE.asset_kwargs(),
     description="One row per image (content SHA-256, source, split, labels, size, format); "
     "normalised RGB copies by content hash; a quarantine table with the reason for each "
     "rejected file.",

@@ -79,8 +79,7 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
         group_name="ingestion",
         kinds={"python", "parquet"},
         description=DESCRIPTIONS[source],
-        metadata=stage.metadata(),
-        code_version=stage.code_version(),
+        **stage.asset_kwargs(),
     )
     def _ingest(
         context: dg.AssetExecutionContext,

@@ -57,7 +57,7 @@ class SelfieLabelsConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP, kinds={"python", "parquet"}, deps=[image_catalog],
-    metadata=LABELS_STAGE.metadata(), code_version=LABELS_STAGE.code_version(),
+    **LABELS_STAGE.asset_kwargs(),
     description="Good/bad selfies from the popularity quantiles (middle left out), the 36 "
     "attributes kept, and a seeded train/val/test split stratified by label.",
 )
@@ -98,7 +98,7 @@ class SelfieFeaturesConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP, kinds={"python", "pytorch", "parquet"}, deps=[selfie_labels],
-    metadata=FEATURES_STAGE.metadata(), code_version=FEATURES_STAGE.code_version(),
+    **FEATURES_STAGE.asset_kwargs(),
     description="Transfer values (pooled features of a pretrained trunk) per image, cached by "
     "(sha256, backbone, size): a rerun computes only images it has not seen.",
     **GPU_ASSET,
@@ -164,7 +164,7 @@ class SelfieClassifierConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP, kinds={"python", "pytorch"}, deps=[selfie_labels, selfie_features],
-    metadata=CLASSIFIER_STAGE.metadata(), code_version=CLASSIFIER_STAGE.code_version(),
+    **CLASSIFIER_STAGE.asset_kwargs(),
     description="Three good/bad classifiers, best epoch by validation ROC-AUC: the seed's head "
     "(FC 1024 + softmax) on cached transfer values, the fine-tuned trunk, and a 3-conv CNN "
     "from scratch (baseline). state_dicts and val/test predictions under selfie/models/.",
@@ -263,7 +263,7 @@ class SelfieReportConfig(dg.Config):
 @dg.asset(
     group_name=GROUP, kinds={"python", "pytorch", "matplotlib"},
     deps=[selfie_labels, selfie_features, selfie_classifier],
-    metadata=REPORT_STAGE.metadata(), code_version=REPORT_STAGE.code_version(),
+    **REPORT_STAGE.asset_kwargs(),
     description="Test accuracy and ROC-AUC with 95% bootstrap intervals for the three "
     "classifiers, confusion matrices, PCA/t-SNE maps, saliency and activation maps, and the "
     "attributes the errors concentrate on: metrics.json, report.md, PNGs.",

@@ -48,8 +48,7 @@ class ClustersConfig(dg.Config):
     group_name="features",
     kinds={"python", "pytorch", "parquet"},
     deps=[image_catalog],
-    metadata=FEATURES_STAGE.metadata(),
-    code_version=FEATURES_STAGE.code_version(),
+    **FEATURES_STAGE.asset_kwargs(),
     description="Editing-style features (Lab tone statistics, local contrast, RGB spread, "
     "saturation, colourfulness, hue histogram, white-balance cast, sharpness, noise, vignetting) "
     "of every catalogued Oxford pets photo, plus the seed's 4 columns as a baseline.",
@@ -95,8 +94,7 @@ def global_features(
     group_name="features",
     kinds={"python", "scikitlearn", "parquet"},
     deps=[global_features],
-    metadata=CLUSTERS_STAGE.metadata(),
-    code_version=CLUSTERS_STAGE.code_version(),
+    **CLUSTERS_STAGE.asset_kwargs(),
     description="KMeans 'photographers' on standardised global features, beside the seed's "
     "variant (4 raw unscaled columns); ARI/NMI against the true photographers where known; a 2-D "
     "PCA map coloured by cluster.",
@@ -200,8 +198,7 @@ def _style_split(layout, table: pd.DataFrame, fraction: float, seed: int):
     group_name="models",
     kinds={"python", "pytorch", "parquet"},
     deps=[global_features],
-    metadata=AE_STAGE.metadata(),
-    code_version=AE_STAGE.code_version(),
+    **AE_STAGE.asset_kwargs(),
     description="Convolutional autoencoder (pixel L1 + global-feature loss); its encoder output "
     "is the image embedding, written for every photo from the final model in eval mode.",
     **GPU_ASSET,
@@ -255,8 +252,7 @@ def style_autoencoder(
     group_name="models",
     kinds={"python", "pytorch", "parquet"},
     deps=[style_autoencoder, photographer_clusters],
-    metadata=PHOTOGRAPHER_STAGE.metadata(),
-    code_version=PHOTOGRAPHER_STAGE.code_version(),
+    **PHOTOGRAPHER_STAGE.asset_kwargs(),
     description="A learnable embedding per photographer; predicts each photographer's editing "
     "(global features) and identifies the photographer of held-out photos (top-1/top-5), beside "
     "a logistic-regression baseline on the global features.",
@@ -345,8 +341,7 @@ def photographer_model(
     group_name="reports",
     kinds={"python", "json", "markdown"},
     deps=[photographer_model],
-    metadata=REPORT_STAGE.metadata(),
-    code_version=REPORT_STAGE.code_version(),
+    **REPORT_STAGE.asset_kwargs(),
     description="metrics.json, report.md and plots: identification top-1/top-5 vs chance on "
     "held-out edits and held-out bases, clustering ARI/NMI vs the seed's variant, 2-D maps of "
     "the image and photographer embeddings.",

@@ -44,6 +44,10 @@ class Stage:
     def code_version(self) -> str:
         return _hash_paths(self.all_code())
 
+    def asset_kwargs(self) -> dict[str, object]:
+        """What ``@dg.asset`` takes from the stage: its metadata and its code version."""
+        return {"metadata": self.metadata(), "code_version": self.code_version()}
+
 
 def _files_under(rel: str) -> Iterable[str]:
     path = REPO_ROOT / rel
