@@ -18,9 +18,10 @@ from orchestration.resources import DataRoot, TorchDevice
 from orchestration.stages import Stage
 
 GROUP = "selfie"
-CODE = ("lenslab/selfie.py", "lenslab/formats/selfies.py", "assets/selfie.py",
+CODE = ("lenslab/selfie.py", "lenslab/metrics.py", "lenslab/formats/selfies.py", "assets/selfie.py",
         "assets/metadata.py")
-MODEL_CODE = (*CODE, "models/selfie.py", "models/device.py")
+MODEL_CODE = (*CODE, "models/selfie.py", "models/device.py", "models/backbones.py",
+              "models/images.py", "models/checkpoints.py")
 
 LABELS_STAGE = Stage(outs=("selfie/labels",), code=CODE,
                      params=("seed", "selfie.bad_quantile", "selfie.good_quantile",
@@ -32,7 +33,8 @@ CLASSIFIER_STAGE = Stage(outs=("selfie/models",), code=MODEL_CODE,
                          params=("seed", "selfie.backbone", "selfie.image_size",
                                  "selfie.batch_size", "selfie.head", "selfie.finetune",
                                  "selfie.scratch"))
-REPORT_STAGE = Stage(outs=("reports/selfie",), code=(*MODEL_CODE, "lenslab/selfie_figures.py"),
+REPORT_STAGE = Stage(outs=("reports/selfie",),
+                     code=(*MODEL_CODE, "lenslab/selfie_figures.py"),
                      params=("seed", "selfie.bootstrap", "selfie.finetune"))
 
 MODELS = ("head", "finetune", "scratch")
@@ -109,8 +111,9 @@ def selfie_features(
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
     from lenslab.selfie import add_to_cache, missing_from_cache, read_cache
+    from models.backbones import build_trunk, extract_features
     from models.device import describe
-    from models.selfie import build_trunk, extract_features, load_images
+    from models.images import load_images
 
     layout = _layout(data_root)
     labels = pd.read_parquet(layout.labels)
@@ -178,15 +181,15 @@ def selfie_classifier(
 
     from lenslab.atomic import write_parquet, write_text
     from lenslab.selfie import lookup, read_cache
+    from models.backbones import build_trunk
+    from models.checkpoints import save_state
+    from models.images import load_images
     from models.selfie import (
         FineTuned,
         SmallCNN,
         TrainSettings,
         TransferHead,
-        build_trunk,
-        load_images,
         predict_proba,
-        save_state,
         train_classifier,
     )
 
@@ -274,24 +277,13 @@ def selfie_report(
     device: TorchDevice,
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_text
-    from lenslab.selfie import (
-        errors_by_attribute,
-        evaluate,
-        lookup,
-        paired_auc_difference,
-        read_cache,
-        report_markdown,
-    )
+    from lenslab.metrics import binary_metrics, paired_auc_difference
+    from lenslab.selfie import errors_by_attribute, lookup, read_cache, report_markdown
     from lenslab.selfie_figures import activation_grid, feature_maps, saliency_grid
-    from models.selfie import (
-        FineTuned,
-        TransferHead,
-        build_trunk,
-        load_images,
-        load_state,
-        saliency,
-        stage_activations,
-    )
+    from models.backbones import build_trunk
+    from models.checkpoints import load_state
+    from models.images import load_images
+    from models.selfie import FineTuned, TransferHead, saliency, stage_activations
 
     layout = _layout(data_root)
     out = layout.report
@@ -303,7 +295,7 @@ def selfie_report(
     kw = {"resamples": config.bootstrap, "seed": config.seed}
     models = {}
     for name in MODELS:
-        models[name] = evaluate(y, test[f"p_{name}"].to_numpy(), name=name, **kw)
+        models[name] = binary_metrics(y, test[f"p_{name}"].to_numpy(), name=name, **kw)
         models[name].update(best_epoch=training[name]["best_epoch"],
                             best_val_auc=training[name]["best_val_auc"])
     vs_scratch = {n: paired_auc_difference(y, test[f"p_{n}"].to_numpy(),

@@ -9,15 +9,15 @@ stratified by this label; they are drawn per content hash, so a duplicate never 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from lenslab.formats.selfies import ATTRIBUTES
+from lenslab.metrics import format_ci
 from lenslab.seeding import rng
 
 SPLITS = ("train", "val", "test")
@@ -128,61 +128,6 @@ def lookup(cache: pd.DataFrame, sha256s: Sequence[str], backbone: str,
     return np.stack([np.asarray(by_sha[s], dtype=np.float32) for s in sha256s])
 
 
-# --- metrics -------------------------------------------------------------------------------
-
-def accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((p >= 0.5) == (y == 1)))
-
-
-def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
-
-
-def bootstrap_ci(
-    y: np.ndarray, p: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float],
-    *, resamples: int, seed: int, name: str, level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile interval of ``metric`` over resamples of the test images (seeded per name)."""
-    r = rng(seed, "selfie", "bootstrap", name)
-    stats = []
-    for _ in range(resamples):
-        idx = r.integers(0, len(y), len(y))
-        if len(np.unique(y[idx])) == 2:  # AUC needs both classes in the resample
-            stats.append(metric(y[idx], p[idx]))
-    lo, hi = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
-
-
-def evaluate(y: np.ndarray, p: np.ndarray, *, resamples: int, seed: int,
-             name: str) -> dict[str, object]:
-    """Accuracy and ROC-AUC with 95% bootstrap intervals, and the confusion matrix."""
-    y, p = np.asarray(y), np.asarray(p, dtype=float)
-    cm = confusion_matrix(y, (p >= 0.5).astype(int), labels=[0, 1])
-    return {
-        "n": len(y),
-        "accuracy": accuracy(y, p),
-        "accuracy_ci95": bootstrap_ci(y, p, accuracy, resamples=resamples, seed=seed,
-                                      name=f"{name}/accuracy"),
-        "roc_auc": roc_auc(y, p),
-        "roc_auc_ci95": bootstrap_ci(y, p, roc_auc, resamples=resamples, seed=seed,
-                                     name=f"{name}/roc_auc"),
-        "confusion": {"rows_true_bad_good": cm.tolist()},
-    }
-
-
-def paired_auc_difference(
-    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, resamples: int, seed: int, name: str,
-) -> dict[str, object]:
-    """AUC(a) - AUC(b) on the same resamples, so the interval reflects the paired comparison."""
-    both = np.stack([p_a, p_b], axis=1)
-
-    def diff(yy: np.ndarray, pp: np.ndarray) -> float:
-        return roc_auc(yy, pp[:, 0]) - roc_auc(yy, pp[:, 1])
-
-    lo, hi = bootstrap_ci(y, both, diff, resamples=resamples, seed=seed, name=name)
-    return {"difference": diff(np.asarray(y), both), "ci95": (lo, hi)}
-
-
 def errors_by_attribute(frame: pd.DataFrame, correct: np.ndarray,
                         min_count: int = 3) -> pd.DataFrame:
     """Error rate with each attribute present (1) vs absent (-1); unlabelled (0) rows skipped.
@@ -206,10 +151,6 @@ def errors_by_attribute(frame: pd.DataFrame, correct: np.ndarray,
     return table.sort_values("difference", ascending=False).reset_index(drop=True)
 
 
-def _fmt_ci(value: float, ci: Sequence[float]) -> str:
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def report_markdown(metrics: dict, errors: pd.DataFrame, figures: dict[str, str]) -> str:
     """The selfie report as markdown (also shown as Dagster metadata)."""
     lines = ["# Selfie quality: good vs bad selfies", "",
@@ -220,15 +161,15 @@ def report_markdown(metrics: dict, errors: pd.DataFrame, figures: dict[str, str]
              "| model | test accuracy [95% CI] | test ROC-AUC [95% CI] | best epoch (val AUC) |",
              "|---|---|---|---|"]
     for name, m in metrics["models"].items():
-        lines.append(f"| {name} | {_fmt_ci(m['accuracy'], m['accuracy_ci95'])} | "
-                     f"{_fmt_ci(m['roc_auc'], m['roc_auc_ci95'])} | "
+        lines.append(f"| {name} | {format_ci(m['accuracy'], m['accuracy_ci95'])} | "
+                     f"{format_ci(m['roc_auc'], m['roc_auc_ci95'])} | "
                      f"{m['best_epoch']} ({m['best_val_auc']:.3f}) |")
     lines += ["", "Paired bootstrap, AUC difference vs the from-scratch CNN:", ""]
     for name, d in metrics["vs_scratch"].items():
-        lines.append(f"- {name}: {_fmt_ci(d['difference'], d['ci95'])}")
+        lines.append(f"- {name}: {format_ci(d['difference'], d['ci95'])}")
     lines += ["", "Confusion matrices (rows: true bad, good; columns: predicted bad, good):", ""]
     for name, m in metrics["models"].items():
-        lines.append(f"- {name}: {m['confusion']['rows_true_bad_good']}")
+        lines.append(f"- {name}: {m['confusion']['rows_true_0_1']}")
     lines += ["", f"## Where the errors concentrate ({metrics['error_model']}, test)", ""]
     lines.append(errors.head(10).to_markdown(index=False, floatfmt=".2f")
                  if len(errors) else "_(too few test images)_")

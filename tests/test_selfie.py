@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from lenslab import metrics
 from lenslab import selfie as S
 from lenslab.formats.selfies import ATTRIBUTES
+from models import backbones, checkpoints, images
 from models import selfie as M
 
 CPU = torch.device("cpu")
@@ -70,12 +72,12 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
     r = np.random.default_rng(1)
     y = np.repeat([0, 1], 50)
     p = np.clip(y * 0.3 + r.random(100) * 0.7, 0, 1)
-    m = S.evaluate(y, p, resamples=300, seed=3, name="x")
+    m = metrics.binary_metrics(y, p, resamples=300, seed=3, name="x")
     lo, hi = m["roc_auc_ci95"]
     assert lo < m["roc_auc"] < hi and lo > 0.5
-    assert S.evaluate(y, p, resamples=300, seed=3, name="x")["roc_auc_ci95"] == (lo, hi)
-    assert np.array(m["confusion"]["rows_true_bad_good"]).sum() == 100
-    d = S.paired_auc_difference(y, p, r.random(100), resamples=300, seed=3, name="d")
+    assert metrics.binary_metrics(y, p, resamples=300, seed=3, name="x")["roc_auc_ci95"] == (lo, hi)
+    assert np.array(m["confusion"]["rows_true_0_1"]).sum() == 100
+    d = metrics.paired_auc_difference(y, p, r.random(100), resamples=300, seed=3, name="d")
     assert d["ci95"][0] < d["difference"] < d["ci95"][1]
 
 
@@ -95,15 +97,15 @@ def test_training_keeps_the_best_validation_epoch(tmp_path):
                                        (x[60:], y[60:]), M.TrainSettings(5, 1e-2, 16, 0), CPU)
     assert len(result.history) == 5
     assert result.best_val_auc == max(h["val_auc"] for h in result.history)
-    M.save_state(model, tmp_path / "m.pt")
-    again = M.load_state(M.TransferHead(16, 32), tmp_path / "m.pt")
+    checkpoints.save_state(model, tmp_path / "m.pt")
+    again = checkpoints.load_state(M.TransferHead(16, 32), tmp_path / "m.pt")
     assert torch.equal(again.net[0].weight, model.net[0].weight)
 
 
 def test_small_cnn_and_finetuned_shapes():
     x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
-    assert M.SmallCNN()(M.as_float(x, CPU)).shape == (2, 2)
-    trunk = M.build_trunk("mobilenet_v2", pretrained=False)
+    assert M.SmallCNN()(images.as_float(x, CPU)).shape == (2, 2)
+    trunk = backbones.build_trunk("mobilenet_v2", pretrained=False)
     model = M.FineTuned(trunk, M.TransferHead(trunk.dim, 8), frozen=14)
     assert not any(p.requires_grad for p in trunk.stages[0].parameters())
     assert model.train().trunk.stages[0].training is False  # frozen stages keep BN stats
@@ -113,7 +115,7 @@ def test_small_cnn_and_finetuned_shapes():
 
 
 def test_a_photo_without_a_face_still_gets_a_prediction():
-    trunk = M.build_trunk("mobilenet_v2")  # pretrained, from the torch cache
+    trunk = backbones.build_trunk("mobilenet_v2")  # pretrained, from the torch cache
     torch.manual_seed(0)
     head = M.TransferHead(trunk.dim, 16)
     coffee = Image.fromarray(skdata.coffee())  # 400x600, no face
@@ -169,7 +171,8 @@ def test_selfie_pipeline_materialises_and_reuses_cached_features(tmp_path):
     assert meta["computed"].value == 0 and meta["reused"].value == n
 
     # the trained head scores a photo with no face in it
-    trunk = M.build_trunk("mobilenet_v2")
-    head = M.load_state(M.TransferHead(trunk.dim), tmp_path / "selfie" / "models" / "head.pt")
+    trunk = backbones.build_trunk("mobilenet_v2")
+    head = checkpoints.load_state(M.TransferHead(trunk.dim),
+                                  tmp_path / "selfie" / "models" / "head.pt")
     p = M.predict_images([Image.fromarray(skdata.coffee())], trunk, head, 128, CPU)
     assert 0 <= p[0] <= 1

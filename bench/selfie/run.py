@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from models.selfie import build_trunk, extract_features, image_tensor
+from models.backbones import build_trunk, extract_features
+from models.images import image_tensor
 
 
 def bench(device: torch.device, backbone: str, n: int, size: int, batch: int,
