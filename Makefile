@@ -15,8 +15,8 @@ help:  ## list the targets
 env:  ## create .venv if missing and install everything (idempotent)
 	@PATH="$(SYSTEM_PATH)" bash scripts/setup_env.sh
 
-demo: env  ## run the whole pipeline (job `pipeline`) on the embedded synthetic data
-	dg launch --job pipeline
+demo: env  ## run the pipeline on the embedded synthetic data: every asset that changed (all, at first)
+	python -m orchestration.automation
 	@python -m orchestration.summary
 
 test: env  ## the full test suite, slow end-to-end tests included (what CI runs)

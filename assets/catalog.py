@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.ingestion import ingestion_assets
-from assets.metadata import counts_md, path_value, table_preview
+from assets.metadata import content_version, counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.paths import SOURCES
 from orchestration.resources import DataRoot
@@ -65,6 +65,7 @@ def image_catalog(
         context.log.warning(f"quarantined {row.original_path}: {row.reason}")
     context.log.info(f"catalog: {len(result.catalog)} images, {len(result.quarantine)} quarantined")
     return dg.MaterializeResult(
+        data_version=content_version(result.catalog),
         metadata={
             "images": len(result.catalog),
             "quarantined": len(result.quarantine),

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.metadata import counts_md, path_value, table_preview
+from assets.metadata import content_version, counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.paths import SOURCES
 from orchestration.resources import DataRoot, HttpClient
@@ -108,7 +108,10 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
             where = row.file if pd.isna(row.line) else f"{row.file}:{row.line}"
             context.log.warning(f"rejected {where}: {row.reason}")
         records = pd.read_parquet(result.records_path)
+        table_files = [layout.raw(source) / f"{t}.parquet" for t in sorted(result.tables)]
+        tables = [pd.read_parquet(f) for f in table_files if f.is_file()]
         return dg.MaterializeResult(
+            data_version=content_version(records, *tables),
             metadata={
                 "mode": config.mode,
                 "records": result.n_records,

@@ -13,6 +13,7 @@ from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.seeding import derive_seed
+from orchestration.automation import REPORT_FRESHNESS
 from orchestration.gpu import GPU_ASSET
 from orchestration.resources import DataRoot, TorchDevice
 from orchestration.stages import Stage
@@ -267,6 +268,7 @@ class SelfieReportConfig(dg.Config):
     group_name=GROUP, kinds={"python", "pytorch", "matplotlib"},
     deps=[selfie_labels, selfie_features, selfie_classifier],
     **REPORT_STAGE.asset_kwargs(),
+    freshness_policy=REPORT_FRESHNESS,
     description="Test accuracy and ROC-AUC with 95% bootstrap intervals for the three "
     "classifiers, confusion matrices, PCA/t-SNE maps, saliency and activation maps, and the "
     "attributes the errors concentrate on: metrics.json, report.md, PNGs.",

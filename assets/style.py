@@ -12,6 +12,7 @@ from assets.catalog import image_catalog
 from assets.metadata import path_value, table_preview
 from lenslab.params import param
 from lenslab.seeding import derive_seed
+from orchestration.automation import REPORT_FRESHNESS
 from orchestration.gpu import GPU_ASSET
 from orchestration.resources import DataRoot, TorchDevice
 from orchestration.stages import Stage
@@ -260,6 +261,7 @@ def style_autoencoder(
 )
 def photographer_model(
     context: dg.AssetExecutionContext, config: PhotographerConfig, data_root: DataRoot,
+    device: TorchDevice,
 ) -> dg.MaterializeResult:
     import json
 
@@ -295,7 +297,7 @@ def photographer_model(
     seed = derive_seed(config.seed, "style", "photographer") % 2**31
     cfg = ph.TrainConfig(dim=config.dim, epochs=config.epochs, lr=config.lr,
                          style_weight=config.style_weight, seed=seed)
-    result = ph.train(x, ft, y, idx["train"], idx["val"], n_phot, cfg)
+    result = ph.train(x, ft, y, idx["train"], idx["val"], n_phot, cfg, device.torch_device())
     with torch.no_grad():
         scores = {"embedding_classifier": result.model.logits(x),
                   "predicted_style_match": result.model.style_scores(ft),
@@ -342,6 +344,7 @@ def photographer_model(
     kinds={"python", "json", "markdown"},
     deps=[photographer_model],
     **REPORT_STAGE.asset_kwargs(),
+    freshness_policy=REPORT_FRESHNESS,
     description="metrics.json, report.md and plots: identification top-1/top-5 vs chance on "
     "held-out edits and held-out bases, clustering ARI/NMI vs the seed's variant, 2-D maps of "
     "the image and photographer embeddings.",

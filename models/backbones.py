@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+from models.device import mixed_precision
 from models.images import as_float
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,6 +74,7 @@ def extract_features(trunk: Trunk, images: torch.Tensor, device: torch.device,
                      batch_size: int = 64) -> np.ndarray:
     """Pooled transfer values (n, dim) for uint8 images, batched on ``device``."""
     trunk = trunk.to(device).eval()
-    out = [trunk(as_float(images[i:i + batch_size], device)).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    with mixed_precision(device):
+        out = [trunk(as_float(images[i:i + batch_size], device)).float().cpu()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, trunk.dim), np.float32)

@@ -82,15 +82,20 @@ def topk_accuracy(scores: Tensor, labels: Tensor, k: int) -> float:
 
 
 def train(x: Tensor, features: Tensor, labels: Tensor, train_idx: Tensor, val_idx: Tensor,
-          n_photographers: int, cfg: TrainConfig) -> TrainResult:
+          n_photographers: int, cfg: TrainConfig,
+          device: torch.device | None = None) -> TrainResult:
     """Full-batch training (a few hundred photos) with AdamW + cosine schedule.
 
     Model selection: the epoch with the lowest validation loss (steadier than top-1 on a few
-    dozen photos); the test and held-out-base photos are never looked at here.
+    dozen photos); the test and held-out-base photos are never looked at here. Trains on
+    ``device`` (CPU by default) and returns the model on the CPU.
     """
+    device = device or torch.device("cpu")
     torch.manual_seed(cfg.seed)
     model = PhotographerModel(n_photographers, x.shape[1], features.shape[1], cfg.dim,
-                              cfg.hidden, cfg.dropout)
+                              cfg.hidden, cfg.dropout).to(device)
+    x, features, labels = x.to(device), features.to(device), labels.to(device)
+    train_idx, val_idx = train_idx.to(device), val_idx.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     best = float("inf")
@@ -122,7 +127,7 @@ def train(x: Tensor, features: Tensor, labels: Tensor, train_idx: Tensor, val_id
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, best_epoch, history)
+    return TrainResult(model.cpu(), best_epoch, history)
 
 
 def similar_photographers(embeddings: pd.DataFrame, name_or_id: str | int,

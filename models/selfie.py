@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from models.backbones import Trunk, extract_features
+from models.device import mixed_precision
 from models.images import as_float, image_tensor
 
 
@@ -145,7 +146,8 @@ def train_classifier(
             if settings.augment:
                 flip = torch.rand(len(idx), generator=gen) < 0.5
                 xb[flip.to(device)] = xb[flip.to(device)].flip(-1)
-            loss = criterion(model(xb), yb)
+            with mixed_precision(device):
+                loss = criterion(model(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -7,6 +7,8 @@ from assets.catalog import catalog_checks, image_catalog
 from assets.ingestion import ingestion_assets
 from assets.selfie import selfie_assets, selfie_checks
 from assets.style import style_assets
+from orchestration.automation import build_new_data_sensor, retrain_changed
+from orchestration.executors import build_executor
 from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
 all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets]
@@ -19,19 +21,14 @@ pipeline_job = dg.define_asset_job(
 )
 
 
-# Each step runs in its own process; a forkserver that has already imported the project (dagster,
-# torch, pandas) forks them in milliseconds instead of ~8 s of imports per step.
-executor = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["orchestration.definitions"]}}}
-)
-
-
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
-        executor=executor,
+        executor=build_executor(),  # LENSLAB_EXECUTOR: local (default), celery, k8s
         assets=all_assets,
         asset_checks=all_checks,
         jobs=[pipeline_job],
+        schedules=[retrain_changed],
+        sensors=[build_new_data_sensor()],
         resources={"data_root": DataRoot(), "http": HttpClient(), "device": TorchDevice()},
     )
 

@@ -7,11 +7,12 @@ its stage (see orchestration/dvc_stages.py), so the asset graph and the DVC pipe
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from lenslab.params import REPO_ROOT
+from lenslab.params import REPO_ROOT, param
 
 # Code every stage runs: a change here re-runs everything.
 COMMON_CODE = ("lenslab/__init__.py", "lenslab/params.py", "lenslab/paths.py",
@@ -42,7 +43,16 @@ class Stage:
                                "params": list(self.params), "persist": list(self.persist)}}
 
     def code_version(self) -> str:
-        return _hash_paths(self.all_code())
+        """Hash of the asset's code and of its params.yaml values, as DVC's stage hash.
+
+        Dagster marks the asset unsynced when either changes, and the retraining schedule
+        (orchestration/automation.py) re-materialises exactly those assets.
+        """
+        values = json.dumps({key: param(key) for key in self.params}, sort_keys=True,
+                            default=str)
+        digest = hashlib.sha256(_hash_paths(self.all_code()).encode())
+        digest.update(values.encode())
+        return digest.hexdigest()[:16]
 
     def asset_kwargs(self) -> dict[str, object]:
         """What ``@dg.asset`` takes from the stage: its metadata and its code version."""
@@ -61,7 +71,7 @@ def _files_under(rel: str) -> Iterable[str]:
 
 @cache
 def _hash_paths(paths: tuple[str, ...]) -> str:
-    """Hash of the code an asset runs: Dagster marks the asset unsynced when it changes."""
+    """Hash of the code an asset runs."""
     digest = hashlib.sha256()
     for rel in paths:
         for f in _files_under(rel):

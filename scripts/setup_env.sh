@@ -9,7 +9,8 @@ VENV=${VENV:-.venv}
 PY_FOR_VENV=${PYTHON:-$(command -v python3.11 || command -v python3)}
 stamp="$VENV/.lenslab-setup"
 inputs_hash=$(cat pyproject.toml scripts/setup_env.sh scripts/install_openpifpaf.sh \
-  scripts/install_pretrained_weights.py 2>/dev/null | sha256sum | cut -c1-16)
+  scripts/install_pretrained_weights.py scripts/install_system_packages.sh 2>/dev/null \
+  | sha256sum | cut -c1-16)
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$inputs_hash" && -x "$VENV/bin/python" ]]; then
   exit 0
@@ -22,6 +23,7 @@ fi
 [[ -x "$VENV/bin/python" ]] || "$PY_FOR_VENV" -m uv venv --quiet "$VENV" -p "$PY_FOR_VENV"
 "$PY_FOR_VENV" -m uv pip install --quiet -p "$VENV/bin/python" -e ".[dev]"
 bash scripts/install_openpifpaf.sh "$VENV/bin/python"
+bash scripts/install_system_packages.sh
 "$VENV/bin/python" scripts/install_pretrained_weights.py
 echo "$inputs_hash" > "$stamp"
 echo "lenslab set-up: done"

@@ -14,11 +14,12 @@ pytestmark = pytest.mark.slow
 SCALE = 0.3
 
 
-def _materialize(root, selection=None) -> dg.ExecuteInProcessResult:
+def _materialize(root, instance, selection=None) -> dg.ExecuteInProcessResult:
     run_config = {"ops": {s: {"config": {"scale": SCALE}} for s in SOURCES}}
     return dg.materialize(
         [*all_assets, *all_checks],
         selection=selection,
+        instance=instance,
         resources={"data_root": DataRoot(path=str(root)), "http": HttpClient(),
                    "device": TorchDevice()},
         run_config=run_config,
@@ -29,13 +30,14 @@ def _materialize(root, selection=None) -> dg.ExecuteInProcessResult:
 @pytest.fixture(scope="module")
 def pipeline_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    result = _materialize(root)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(root, instance)
     assert result.success
-    return root, result
+    return root, result, instance
 
 
 def test_whole_pipeline_materialises_and_the_data_contracts_hold(pipeline_root):
-    _, result = pipeline_root
+    _, result, _ = pipeline_root
     ran = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert {c.check_key.name for c in all_checks} <= set(ran), "every check ran"
     # the data contracts hold at any scale; model-quality checks are judged at full scale
@@ -44,7 +46,7 @@ def test_whole_pipeline_materialises_and_the_data_contracts_hold(pipeline_root):
 
 
 def test_catalog_covers_every_source_with_normalised_copies(pipeline_root):
-    root, result = pipeline_root
+    root, result, _ = pipeline_root
     layout = DataLayout(root)
     catalog = pd.read_parquet(layout.catalog)
     assert set(catalog["source"]) == set(SOURCES)
@@ -56,7 +58,7 @@ def test_catalog_covers_every_source_with_normalised_copies(pipeline_root):
 
 
 def test_synthetic_oxford_defects_end_in_quarantine_or_are_normalised(pipeline_root):
-    root, _ = pipeline_root
+    root, _, _ = pipeline_root
     layout = DataLayout(root)
     catalog = pd.read_parquet(layout.catalog)
     oxford = catalog[catalog["source"] == "oxford_pets"]
@@ -65,12 +67,21 @@ def test_synthetic_oxford_defects_end_in_quarantine_or_are_normalised(pipeline_r
 
 
 def test_rerun_is_idempotent_and_reuses_acquired_data(pipeline_root):
-    root, _ = pipeline_root
+    root, _, instance = pipeline_root
     layout = DataLayout(root)
     before = pd.read_parquet(layout.catalog)
-    result = _materialize(root)
+    result = _materialize(root, instance)
     for source in SOURCES:
         meta = result.asset_materializations_for_node(source)[0].metadata
         assert meta["acquired"].value is False, source
     after = pd.read_parquet(layout.catalog)
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_after_a_rerun_with_nothing_changed_nothing_is_due_for_retraining(pipeline_root):
+    """The sources re-ran (previous test) but produced the same rows: no model is retrained."""
+    from orchestration.automation import changed_assets
+    from orchestration.definitions import defs
+
+    root, _, instance = pipeline_root
+    assert changed_assets(instance, defs.resolve_asset_graph(), root) == {}
