@@ -5,13 +5,14 @@ import dagster as dg
 
 from assets.catalog import catalog_checks, image_catalog
 from assets.ingestion import ingestion_assets
+from assets.pipeline_report import pipeline_report
 from assets.selfie import selfie_assets, selfie_checks
 from assets.style import style_assets
 from orchestration.automation import build_new_data_sensor, retrain_changed
 from orchestration.executors import build_executor
 from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
-all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets]
+all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets, pipeline_report]
 all_checks = [*catalog_checks, *selfie_checks]
 
 pipeline_job = dg.define_asset_job(

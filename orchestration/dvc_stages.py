@@ -49,6 +49,10 @@ def build_dvc_pipeline(defs: dg.Definitions) -> dict:
             **({"params": list(stage.params)} if stage.params else {}),
             "outs": [{f"{DATA_DIR}/{o}": {"persist": True}} if o in stage.persist
                      else f"{DATA_DIR}/{o}" for o in stage.outs],
+            **({"metrics": [{f"{DATA_DIR}/{m}": {"cache": False}} for m in stage.metrics]}
+               if stage.metrics else {}),
+            **({"plots": [{f"{DATA_DIR}/{p}": {"cache": False}} for p in stage.plots]}
+               if stage.plots else {}),
         }
     return {"stages": stages}
 

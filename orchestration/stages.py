@@ -28,19 +28,24 @@ class Stage:
 
     persist: outs that are caches the asset updates incrementally; DVC must not delete them
     before the stage runs (it deletes plain outs).
+    metrics, plots: files under the data root that `dvc metrics show` / `dvc plots show` read
+    (kept out of DVC's cache, like DVC's own metrics files).
     """
 
     outs: tuple[str, ...]
     code: tuple[str, ...]
     params: tuple[str, ...] = ()
     persist: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    plots: tuple[str, ...] = ()
 
     def all_code(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*COMMON_CODE, *self.code)))
 
     def metadata(self) -> dict[str, object]:
         return {METADATA_KEY: {"outs": list(self.outs), "code": list(self.code),
-                               "params": list(self.params), "persist": list(self.persist)}}
+                               "params": list(self.params), "persist": list(self.persist),
+                               "metrics": list(self.metrics), "plots": list(self.plots)}}
 
     def code_version(self) -> str:
         """Hash of the asset's code and of its params.yaml values, as DVC's stage hash.
@@ -86,4 +91,5 @@ def stage_of(metadata: dict) -> Stage | None:
         return None
     value = getattr(raw, "value", raw)  # a MetadataValue wraps the dict once loaded
     return Stage(tuple(value["outs"]), tuple(value["code"]), tuple(value["params"]),
-                 tuple(value.get("persist", ())))
+                 tuple(value.get("persist", ())), tuple(value.get("metrics", ())),
+                 tuple(value.get("plots", ())))

@@ -1,5 +1,6 @@
 """`dvc repro` on a fresh copy of the repository runs the pipeline; a second run does nothing."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,6 +54,14 @@ def test_dvc_repro_runs_the_pipeline_then_does_nothing(repo_copy):
     stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
     for name in stages:
         assert f"Running stage '{name}'" in first.stdout, name
+
+    # dvc reads the pipeline report's metrics and plot (the same files Dagster links to)
+    metrics = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"],
+                              dest, env).stdout)
+    shown = json.dumps(metrics)
+    assert "photographer top-1 (test)" in shown and "ROC-AUC (test)" in shown, shown[:500]
+    plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], dest, env).stdout
+    assert "headlines.png" in plots
 
     second = _run([sys.executable, "-m", "dvc", "repro"], dest, env)
     assert "Running stage" not in second.stdout, second.stdout

@@ -85,3 +85,19 @@ def test_after_a_rerun_with_nothing_changed_nothing_is_due_for_retraining(pipeli
 
     root, _, instance = pipeline_root
     assert changed_assets(instance, defs.resolve_asset_graph(), root) == {}
+
+
+def test_the_pipeline_report_gathers_every_model_against_its_baseline(pipeline_root):
+    import json
+
+    root, result, _ = pipeline_root
+    folder = root / "reports" / "pipeline"
+    headlines = json.loads((folder / "headlines.json").read_text())
+    assert {h["system"] for h in headlines} >= {"style", "selfie"}
+    assert all(h["baseline"] is not None for h in headlines)
+    html = (folder / "report.html").read_text()
+    assert "<table>" in html and "headlines.png" in html and (folder / "headlines.png").is_file()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "ROC-AUC (test)" in metrics["selfie"]
+    meta = result.asset_materializations_for_node("pipeline_report")[0].metadata
+    assert meta["report"].value.endswith("report.html")

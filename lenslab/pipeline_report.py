@@ -1,0 +1,192 @@
+"""The pipeline report: every model's headline metric beside its baseline and the seed's figure.
+
+Each system's report writes ``reports/<system>/metrics.json``; ``HEADLINES`` says, once per
+system, which numbers in it are the headline (always held-out test figures). The report gathers
+them with the data counts and the data and code versions, as markdown, HTML and one flat
+``metrics.json`` that `dvc metrics show` reads.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+@dataclass(frozen=True)
+class Headline:
+    system: str
+    metric: str
+    model: str
+    value: float
+    baseline_name: str
+    baseline: float | None
+    seed_figure: str  # what the seed reported, with its caveat; "" when it reported nothing
+
+    @property
+    def gain(self) -> float | None:
+        return None if self.baseline is None else self.value - self.baseline
+
+
+def _style(m: Mapping[str, Any]) -> list[Headline]:
+    ident = m["identification"]
+    model, base = ident["test/embedding_classifier"], ident["test/baseline_logreg_features"]
+    return [
+        Headline("style", "photographer top-1 (test)", "photographer embeddings", model["top1"],
+                 "logistic regression on global features", base["top1"],
+                 "not measured by the seed"),
+        Headline("style", "photographer top-5 (test)", "photographer embeddings", model["top5"],
+                 "logistic regression on global features", base["top5"], ""),
+        Headline("style", "cluster NMI vs photographers", "KMeans, standardised features",
+                 m["clustering"]["nmi_standardised"], "seed's 4 raw features",
+                 m["clustering"]["nmi_seed"], "not measured by the seed"),
+    ]
+
+
+def _selfie(m: Mapping[str, Any]) -> list[Headline]:
+    models = m["models"]
+    best = max(("head", "finetune"), key=lambda n: models[n]["best_val_auc"])  # chosen on val
+    return [
+        Headline("selfie", "ROC-AUC (test)", f"transfer ({best})", models[best]["roc_auc"],
+                 "small CNN from scratch", models["scratch"]["roc_auc"],
+                 "no test figure; validation accuracy 53 % (random weights) in the README"),
+        Headline("selfie", "accuracy (test)", f"transfer ({best})", models[best]["accuracy"],
+                 "small CNN from scratch", models["scratch"]["accuracy"], ""),
+    ]
+
+
+# system -> (report folder under data/, headline extractor)
+HEADLINES: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[Headline]]]] = {
+    "style": ("reports/style", _style),
+    "selfie": ("reports/selfie", _selfie),
+}
+
+
+def collect(data_root: Path) -> tuple[list[Headline], list[str]]:
+    """Headlines of every system whose report exists, and the systems without one yet."""
+    rows: list[Headline] = []
+    missing: list[str] = []
+    for system, (folder, extract) in HEADLINES.items():
+        path = data_root / folder / "metrics.json"
+        if not path.is_file():
+            missing.append(system)
+            continue
+        rows += extract(json.loads(path.read_text(encoding="utf-8")))
+    return rows, missing
+
+
+def flat_metrics(rows: list[Headline]) -> dict[str, dict[str, float | None]]:
+    """{system: {metric: value, metric (baseline): value}} for `dvc metrics show`."""
+    out: dict[str, dict[str, float | None]] = {}
+    for r in rows:
+        out.setdefault(r.system, {})[r.metric] = round(r.value, 4)
+        if r.baseline is not None:
+            out[r.system][f"{r.metric} (baseline)"] = round(r.baseline, 4)
+    return out
+
+
+def headline_plot(rows: list[Headline], path: Path) -> None:
+    """Model vs baseline per headline metric, as horizontal bars."""
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.2))
+    labels = [f"{r.system}: {r.metric}" for r in rows]
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], [r.value for r in rows], height=0.4, label="model")
+    ax.barh([i - 0.2 for i in y], [r.baseline or 0 for r in rows], height=0.4,
+            label="baseline", alpha=0.6)
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out value")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def markdown(rows: list[Headline], missing: list[str], counts: Mapping[str, int],
+             versions: list[dict[str, str]], plot_name: str) -> str:
+    lines = ["# lenslab pipeline report", "",
+             "Every figure is measured on held-out test data; the baseline is beside the model.",
+             "", "| system | metric | model | value | baseline | baseline value | gain | seed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.system} | {r.metric} | {r.model} | {_fmt(r.value)} | "
+                     f"{r.baseline_name} | {_fmt(r.baseline)} | {_fmt(r.gain)} | "
+                     f"{r.seed_figure or '–'} |")
+    if missing:
+        lines += ["", f"Not yet materialised: {', '.join(missing)}."]
+    lines += ["", f"![headline metrics]({plot_name})", "", "## Data", "",
+              "| source | images in the catalog |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in counts.items()]
+    lines += ["", "## Versions", "",
+              "| asset | code version | data version | DVC hash of its outputs (dvc.lock) |",
+              "|---|---|---|---|"]
+    lines += [f"| {v['asset']} | {v['code_version']} | {v['data_version']} | {v['dvc_md5']} |"
+              for v in versions]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(markdown_text: str) -> str:
+    """A self-contained page: tables as HTML tables, the rest as paragraphs."""
+    body: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            head, *rest = table
+            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
+                                  for row in rest) + "</table>")
+            table.clear()
+
+    for line in markdown_text.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if not set("".join(cells)) <= set("-"):
+                table.append(cells)
+            continue
+        flush()
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1:-1]
+            body.append(f'<img src="{html.escape(src)}" alt="headline metrics">')
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>lenslab pipeline report"
+            f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def as_records(rows: list[Headline]) -> list[dict[str, Any]]:
+    return [asdict(r) | {"gain": r.gain} for r in rows]
+
+
+def dvc_lock_hashes(lock_file: Path) -> dict[str, str]:
+    """{out path: md5} from dvc.lock (the hashes of the last `dvc repro`); empty if none."""
+    import yaml
+
+    if not lock_file.is_file():
+        return {}
+    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    hashes = {}
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            hashes[out["path"]] = out.get("md5", "")
+    return hashes

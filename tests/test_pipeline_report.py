@@ -1,0 +1,46 @@
+"""The pipeline report from metrics files alone: headlines, missing systems, HTML, DVC metrics."""
+
+import json
+
+from lenslab import pipeline_report as pr
+
+
+def _write(root, folder, payload):
+    path = root / folder / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(payload))
+
+
+def test_headlines_pair_each_model_with_its_baseline_and_missing_systems_are_named(tmp_path):
+    _write(tmp_path, "reports/selfie", {"models": {
+        "head": {"roc_auc": 0.8, "accuracy": 0.7, "best_val_auc": 0.81},
+        "finetune": {"roc_auc": 0.85, "accuracy": 0.75, "best_val_auc": 0.79},
+        "scratch": {"roc_auc": 0.6, "accuracy": 0.6, "best_val_auc": 0.7}}})
+    rows, missing = pr.collect(tmp_path)
+    assert "style" in missing and "selfie" not in missing
+    auc = next(r for r in rows if r.metric == "ROC-AUC (test)")
+    # the transfer model shown is the one chosen on validation, not the best on test
+    assert auc.model == "transfer (head)" and auc.value == 0.8 and auc.baseline == 0.6
+    assert round(auc.gain, 6) == 0.2
+    flat = pr.flat_metrics(rows)
+    assert flat["selfie"]["ROC-AUC (test) (baseline)"] == 0.6
+
+
+def test_markdown_and_html_carry_tables_versions_and_the_plot(tmp_path):
+    rows = [pr.Headline("selfie", "ROC-AUC (test)", "m", 0.8, "b", 0.6, "")]
+    text = pr.markdown(rows, ["pose"], {"selfies": 10},
+                       [{"asset": "selfies", "code_version": "abc", "data_version": "def",
+                         "dvc_md5": "123"}], "headlines.png")
+    assert "Not yet materialised: pose." in text and "| selfies | abc | def | 123 |" in text
+    page = pr.to_html(text)
+    assert page.count("<table>") == 3 and '<img src="headlines.png"' in page
+    pr.headline_plot(rows, tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_dvc_lock_hashes_map_outputs_to_md5(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  a:\n    cmd: x\n    outs:\n"
+                    "    - path: data/catalog\n      md5: abc.dir\n")
+    assert pr.dvc_lock_hashes(lock) == {"data/catalog": "abc.dir"}
+    assert pr.dvc_lock_hashes(tmp_path / "none") == {}
