@@ -18,7 +18,8 @@ from orchestration.stages import Stage
 FOLDER = "reports/pipeline"
 STAGE = Stage(
     outs=(f"{FOLDER}/report.md", f"{FOLDER}/report.html", f"{FOLDER}/headlines.json"),
-    code=("lenslab/pipeline_report.py", "assets/pipeline_report.py", "assets/metadata.py"),
+    code=("lenslab/pipeline_report.py", "lenslab/dvc_lock.py", "assets/pipeline_report.py",
+          "assets/metadata.py"),
     metrics=(f"{FOLDER}/metrics.json",),
     plots=(f"{FOLDER}/headlines.png",),
 )
@@ -38,6 +39,7 @@ def pipeline_report(context: dg.AssetExecutionContext, data_root: DataRoot
                     ) -> dg.MaterializeResult:
     from lenslab import atomic
     from lenslab import pipeline_report as pr
+    from lenslab.dvc_lock import dvc_lock_hashes
 
     root = data_root.layout().root
     out = root / FOLDER
@@ -46,7 +48,7 @@ def pipeline_report(context: dg.AssetExecutionContext, data_root: DataRoot
         context.log.warning(f"{system}: no report yet, left out of the pipeline report")
     catalog = pd.read_parquet(data_root.layout().catalog, columns=["source"])
     counts = catalog["source"].value_counts().sort_index().to_dict()
-    lock = pr.dvc_lock_hashes(REPO_ROOT / "dvc.lock")
+    lock = dvc_lock_hashes(REPO_ROOT / "dvc.lock")
     versions = []
     for key in sorted(context.instance.get_asset_keys(), key=lambda k: k.to_user_string()):
         event = context.instance.get_latest_materialization_event(key)

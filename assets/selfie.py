@@ -11,7 +11,7 @@ from pydantic import Field
 
 from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
-from lenslab.params import param
+from lenslab.params import REPO_ROOT, param
 from lenslab.seeding import derive_seed
 from orchestration.automation import REPORT_FRESHNESS
 from orchestration.gpu import GPU_ASSET
@@ -34,8 +34,10 @@ CLASSIFIER_STAGE = Stage(outs=("selfie/models",), code=MODEL_CODE,
                          params=("seed", "selfie.backbone", "selfie.image_size",
                                  "selfie.batch_size", "selfie.head", "selfie.finetune",
                                  "selfie.scratch"))
-REPORT_STAGE = Stage(outs=("reports/selfie",),
-                     code=(*MODEL_CODE, "lenslab/selfie_figures.py"),
+REPORT_STAGE = Stage(outs=("reports/selfie", "registry/selfie"),
+                     code=(*MODEL_CODE, "lenslab/selfie_figures.py", "lenslab/dvc_lock.py",
+                           "models/registry.py"),
+                     persist=("registry/selfie",),  # every version is kept
                      params=("seed", "selfie.bootstrap", "selfie.finetune"))
 
 MODELS = ("head", "finetune", "scratch")
@@ -344,7 +346,7 @@ def selfie_report(
         "models": models, "vs_scratch": vs_scratch, "error_model": error_model,
         "errors_by_attribute": errors.to_dict(orient="records"),
         "bootstrap": {"resamples": config.bootstrap,
-                      "seeds": {n: derive_seed(config.seed, "selfie", "bootstrap", f"{n}/roc_auc")
+                      "seeds": {n: derive_seed(config.seed, "bootstrap", f"{n}/roc_auc")
                                 for n in MODELS}},
     }
     md = report_markdown(metrics, errors,
@@ -353,7 +355,9 @@ def selfie_report(
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
     write_text(out / "report.md", md)
     context.log.info(md)
+    entry = _register(context, data_root, config, metrics)
     return dg.MaterializeResult(metadata={
+        "registry_version": entry.version, "promoted": entry.promoted,
         **{f"{n}_test_auc": round(m["roc_auc"], 4) for n, m in models.items()},
         **{f"{n}_test_auc_ci95": dg.MetadataValue.json(list(m["roc_auc_ci95"]))
            for n, m in models.items()},
@@ -382,14 +386,66 @@ def selfie_splits_have_both_classes(data_root: DataRoot) -> dg.AssetCheckResult:
                 description="Both transfer models beat the from-scratch CNN on test ROC-AUC, and "
                 "every model's 95% interval lies above chance (0.5).")
 def selfie_transfer_beats_scratch(data_root: DataRoot) -> dg.AssetCheckResult:
+    from lenslab.selfie import quality_problems
+
     metrics = json.loads((_layout(data_root).report / "metrics.json").read_text())
     m = metrics["models"]
-    problems = [f"{n} ≤ scratch" for n in ("head", "finetune")
-                if m[n]["roc_auc"] <= m["scratch"]["roc_auc"]]
-    problems += [f"{n} CI touches 0.5" for n in MODELS if m[n]["roc_auc_ci95"][0] <= 0.5]
+    problems = quality_problems(metrics)
     return dg.AssetCheckResult(
         passed=not problems, description="; ".join(problems) or None,
         metadata={f"{n}_auc": m[n]["roc_auc"] for n in MODELS})
+
+
+def _register(context: dg.AssetExecutionContext, data_root: DataRoot,
+              config: SelfieReportConfig, metrics: dict):
+    """The model chosen on validation, as a registry entry; promoted if the quality bar holds."""
+    from lenslab.dvc_lock import dvc_lock_hashes
+    from lenslab.selfie import quality_problems
+    from models import registry
+    from models.backbones import build_trunk
+    from models.checkpoints import load_state
+    from models.selfie import FineTuned, TransferHead
+
+    layout = _layout(data_root)
+    chosen = metrics["error_model"]  # head or finetune, by validation ROC-AUC
+    if chosen == "finetune":
+        trunk = build_trunk(config.backbone, pretrained=False)
+        model = load_state(FineTuned(trunk, TransferHead(trunk.dim, config.head_hidden)),
+                           layout.models / "finetune.pt")
+        frozen = param("selfie.finetune.frozen_stages")
+    else:  # the head on the pretrained trunk it was trained on
+        trunk = build_trunk(config.backbone, pretrained=True)
+        model = FineTuned(trunk, load_state(TransferHead(trunk.dim, config.head_hidden),
+                                            layout.models / "head.pt"))
+        frozen = len(trunk.stages)
+    problems = quality_problems(metrics)
+    for problem in problems:
+        context.log.warning(f"selfie model not promoted: {problem}")
+    inputs = {}
+    for dep in ("selfie_labels", "selfie_features", "selfie_classifier"):
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(dep))
+        tags = (event.asset_materialization.tags or {}) if event else {}
+        inputs[f"{dep} data version"] = tags.get("dagster/data_version", "unknown")
+    lock = dvc_lock_hashes(REPO_ROOT / "dvc.lock")
+    inputs.update({f"{k} (dvc.lock)": v for k, v in lock.items()
+                   if k in ("data/selfie/labels", "data/selfie/features", "data/catalog")})
+    m = metrics["models"][chosen]
+    card = {
+        "asset": "selfie_classifier", "model": chosen,
+        "code_version": CLASSIFIER_STAGE.code_version(),
+        "architecture": {"backbone": config.backbone, "hidden": config.head_hidden,
+                         "frozen": frozen, "image_size": config.finetune_size},
+        "metrics": {"test_roc_auc": m["roc_auc"], "test_roc_auc_ci95": m["roc_auc_ci95"],
+                    "test_accuracy": m["accuracy"], "test_images": m["n"],
+                    "baseline_scratch_test_roc_auc": metrics["models"]["scratch"]["roc_auc"],
+                    "quality_problems": problems},
+        "params": {k: param(k) for k in CLASSIFIER_STAGE.params},
+        "data": inputs,
+        "backbone": {"name": config.backbone, "weights": "torchvision IMAGENET1K_V1",
+                     "provenance": "torchvision's official ImageNet checkpoint (torch hub cache)"},
+    }
+    return registry.register(data_root.layout().root, "selfie", model, card=card,
+                             promote=not problems)
 
 
 selfie_assets = [selfie_labels, selfie_features, selfie_classifier, selfie_report]

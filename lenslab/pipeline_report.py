@@ -177,16 +177,3 @@ def to_html(markdown_text: str) -> str:
 def as_records(rows: list[Headline]) -> list[dict[str, Any]]:
     return [asdict(r) | {"gain": r.gain} for r in rows]
 
-
-def dvc_lock_hashes(lock_file: Path) -> dict[str, str]:
-    """{out path: md5} from dvc.lock (the hashes of the last `dvc repro`); empty if none."""
-    import yaml
-
-    if not lock_file.is_file():
-        return {}
-    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
-    hashes = {}
-    for stage in (lock.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
-            hashes[out["path"]] = out.get("md5", "")
-    return hashes

@@ -151,6 +151,16 @@ def errors_by_attribute(frame: pd.DataFrame, correct: np.ndarray,
     return table.sort_values("difference", ascending=False).reset_index(drop=True)
 
 
+def quality_problems(metrics: dict) -> list[str]:
+    """Why the selfie models fail their quality bar (empty: they pass): both transfer models
+    beat the from-scratch CNN on test ROC-AUC, and every model's 95% interval is above 0.5."""
+    m = metrics["models"]
+    problems = [f"{n} ≤ scratch" for n in ("head", "finetune")
+                if m[n]["roc_auc"] <= m["scratch"]["roc_auc"]]
+    problems += [f"{n} CI touches 0.5" for n in m if m[n]["roc_auc_ci95"][0] <= 0.5]
+    return problems
+
+
 def report_markdown(metrics: dict, errors: pd.DataFrame, figures: dict[str, str]) -> str:
     """The selfie report as markdown (also shown as Dagster metadata)."""
     lines = ["# Selfie quality: good vs bad selfies", "",

@@ -19,7 +19,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from models.backbones import Trunk, extract_features
+from models.backbones import Trunk, build_trunk, extract_features
 from models.device import mixed_precision
 from models.images import as_float, image_tensor
 
@@ -54,6 +54,13 @@ class FineTuned(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
+
+
+def build_from_card(card: dict) -> FineTuned:
+    """The registry's builder (models/registry.py): trunk + head, weights loaded after."""
+    arch = card["architecture"]
+    trunk = build_trunk(arch["backbone"], pretrained=False)
+    return FineTuned(trunk, TransferHead(trunk.dim, arch["hidden"]), arch["frozen"])
 
 
 class SmallCNN(nn.Module):

@@ -3,6 +3,7 @@
 import json
 
 from lenslab import pipeline_report as pr
+from lenslab.dvc_lock import dvc_lock_hashes
 
 
 def _write(root, folder, payload):
@@ -42,5 +43,5 @@ def test_dvc_lock_hashes_map_outputs_to_md5(tmp_path):
     lock = tmp_path / "dvc.lock"
     lock.write_text("schema: '2.0'\nstages:\n  a:\n    cmd: x\n    outs:\n"
                     "    - path: data/catalog\n      md5: abc.dir\n")
-    assert pr.dvc_lock_hashes(lock) == {"data/catalog": "abc.dir"}
-    assert pr.dvc_lock_hashes(tmp_path / "none") == {}
+    assert dvc_lock_hashes(lock) == {"data/catalog": "abc.dir"}
+    assert dvc_lock_hashes(tmp_path / "none") == {}

@@ -143,7 +143,7 @@ def test_selfie_pipeline_materialises_and_reuses_cached_features(tmp_path):
                  "device": TorchDevice(device="cpu")}
     source = next(a for a in ingestion_assets if a.key.path[-1] == "selfies")
     dg.materialize([source], resources=resources, raise_on_error=True,
-                   run_config={"ops": {"selfies": {"config": {"scale": 0.25}}}})
+                   run_config={"ops": {"selfies": {"config": {"scale": 0.125}}}})
     layout = DataLayout(tmp_path)
     result = build_catalog(pd.read_parquet(layout.records("selfies")), layout, max_side=512,
                            max_pixels=50_000_000, seed=1,
@@ -176,3 +176,19 @@ def test_selfie_pipeline_materialises_and_reuses_cached_features(tmp_path):
                                   tmp_path / "selfie" / "models" / "head.pt")
     p = M.predict_images([Image.fromarray(skdata.coffee())], trunk, head, 128, CPU)
     assert 0 <= p[0] <= 1
+
+    # the report registered the model chosen on validation; the CLI applies it to real photos
+    from click.testing import CliRunner
+
+    from lenslab.cli import main
+    from models.registry import entries
+
+    (card,) = entries(tmp_path)
+    assert card["metrics"]["test_images"] > 0 and card["asset"] == "selfie_classifier"
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    run = CliRunner().invoke(main, ["selfie", str(photo), "--data-root", str(tmp_path),
+                                    "--model-version", card["version"], "--format", "jsonl"])
+    assert run.exit_code == 0, run.output
+    row = json.loads(run.stdout.strip())
+    assert row["verdict"] in ("good", "bad") and 0 <= row["p_good"] <= 1

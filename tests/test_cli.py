@@ -1,0 +1,115 @@
+"""The model registry and the `lenslab` command: versions, promotion, loading, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from skimage import data as skdata
+
+from lenslab.cli import main
+from models import registry
+from models.selfie import build_from_card
+
+ARCH = {"backbone": "mobilenet_v2", "hidden": 32, "frozen": 0, "image_size": 64}
+
+
+def _register(root, promote=True, **card):
+    torch.manual_seed(0)
+    model = build_from_card({"architecture": ARCH})
+    return registry.register(root, "selfie", model, promote=promote, card={
+        "asset": "selfie_classifier", "code_version": "test", "architecture": ARCH,
+        "metrics": {"test_roc_auc": 0.8}, "params": {"seed": 1}, "data": {"labels": "v1"},
+        "backbone": {"name": "mobilenet_v2", "weights": "none"}, **card})
+
+
+def test_an_entry_round_trips_and_only_a_promoted_one_is_used(tmp_path):
+    first = _register(tmp_path)
+    second = _register(tmp_path, promote=False)  # e.g. failed its quality check
+    model, card = registry.load_model(tmp_path, "selfie")
+    assert card["version"] == first.version and not model.training
+    assert (first.path / "card.md").read_text().startswith("# selfie model")
+    listed = {c["version"]: c["promoted"] for c in registry.entries(tmp_path)}
+    assert listed == {first.version: True, second.version: False}
+    reloaded, _ = registry.load_model(tmp_path, "selfie", second.version)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(model(x), reloaded(x))  # same seed, same weights
+
+
+def test_a_card_from_an_incompatible_version_is_a_clear_error(tmp_path):
+    entry = _register(tmp_path)
+    card = json.loads((entry.path / "card.json").read_text())
+    (entry.path / "card.json").write_text(json.dumps({**card, "card_format": 99}))
+    with pytest.raises(registry.RegistryError, match="card format 99"):
+        registry.load_model(tmp_path, "selfie")
+
+
+def test_no_promoted_model_is_a_clear_error(tmp_path):
+    _register(tmp_path, promote=False)
+    with pytest.raises(registry.RegistryError, match="no promoted 'selfie' model"):
+        registry.load_model(tmp_path, "selfie")
+
+
+def _photos(tmp_path):
+    good = tmp_path / "photos"
+    good.mkdir()
+    Image.fromarray(skdata.astronaut()).save(good / "astronaut.jpg")
+    Image.fromarray(skdata.chelsea()).save(good / "chelsea.png")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes((good / "astronaut.jpg").read_bytes()[:3000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    return good, corrupt, text
+
+
+def test_selfie_answers_the_good_inputs_and_names_the_bad_ones_with_exit_1(tmp_path):
+    _register(tmp_path)
+    good, corrupt, text = _photos(tmp_path)
+    run = CliRunner().invoke(main, ["selfie", str(good), str(corrupt), str(text),
+                                    str(tmp_path / "missing.jpg"), "--data-root", str(tmp_path),
+                                    "--format", "jsonl"])
+    assert run.exit_code == 1
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert sorted(r["photo"].rsplit("/", 1)[-1] for r in rows) == ["astronaut.jpg", "chelsea.png"]
+    assert all(0 <= r["p_good"] <= 1 for r in rows)
+    assert f"{corrupt}: unreadable image" in run.stderr
+    assert f"{text}: not an image" in run.stderr
+    assert "missing.jpg: no such file or folder" in run.stderr
+    assert "Traceback" not in run.output
+
+
+def test_all_good_inputs_exit_0_and_csv_has_a_header(tmp_path):
+    _register(tmp_path)
+    good, _, _ = _photos(tmp_path)
+    run = CliRunner().invoke(main, ["selfie", str(good / "*.jpg"), "--data-root", str(tmp_path),
+                                    "--format", "csv"])
+    assert run.exit_code == 0, run.output
+    assert run.stdout.splitlines()[0] == "photo,verdict,p_good"
+
+
+def test_models_lists_the_registry_and_usage_errors_exit_2(tmp_path):
+    _register(tmp_path)
+    run = CliRunner().invoke(main, ["models", "--data-root", str(tmp_path)])
+    assert run.exit_code == 0 and "selfie" in run.stdout and "test_roc_auc=0.8" in run.stdout
+    assert CliRunner().invoke(main, ["selfie"]).exit_code == 2
+    assert CliRunner().invoke(main, ["selfie", "x.jpg", "--format", "xml"]).exit_code == 2
+    empty = CliRunner().invoke(main, ["selfie", "x.jpg", "--data-root", str(tmp_path / "none")])
+    assert empty.exit_code == 2 and "no promoted 'selfie' model" in empty.stderr
+
+
+def test_help_has_examples():
+    for args in (["--help"], ["selfie", "--help"], ["models", "--help"]):
+        run = CliRunner().invoke(main, args)
+        assert run.exit_code == 0 and "Example" in run.stdout
+
+
+def test_grayscale_and_rgba_photos_are_converted(tmp_path):
+    _register(tmp_path)
+    Image.fromarray(skdata.camera()).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([skdata.astronaut(), np.full((512, 512), 128, np.uint8)])).save(
+        tmp_path / "rgba.png")
+    run = CliRunner().invoke(main, ["selfie", str(tmp_path / "gray.png"),
+                                    str(tmp_path / "rgba.png"), "--data-root", str(tmp_path)])
+    assert run.exit_code == 0, run.output
