@@ -1,11 +1,8 @@
 """Real headless Chromium for tests: Debian's /usr/bin/chromium driven by Playwright for Python.
 
 Playwright's own browser download is never used (scripts/install_browser.sh installs Chromium
-with apt-get). Import the fixtures into a test module::
-
-    from tests.support.browser import browser, page  # noqa: F401  (pytest fixtures)
-
-and, for an ASGI app, ``live_server(app)`` serves it with uvicorn on a free loopback port.
+with apt-get). tests/conftest.py registers the ``browser`` and ``page`` fixtures for every test;
+for an ASGI app, ``live_server(app)`` serves it with uvicorn on a free loopback port.
 """
 
 from __future__ import annotations
