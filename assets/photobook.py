@@ -59,8 +59,8 @@ class ImageEmbeddingsConfig(dg.Config):
     encoder: str = Field(default=param("photobook.encoder"),
                          description="auto (CLIP when its weights are found locally, else "
                          "MobileNetV2), clip, or mobilenet_v2_mlsp.")
-    clip_weights: str | None = Field(default=param("photobook.clip_weights"),
-                                     description="Local CLIP ViT-B-32 weights file (optional).")
+    clip_weights: str = Field(default=param("photobook.clip_weights"),
+                              description="Local CLIP ViT-B-32 weights file (\"\": none).")
     image_size: int = Field(default=param("photobook.image_size"),
                             description="MobileNetV2 input side, px (CLIP uses its own 224).")
     batch_size: int = Field(default=param("photobook.batch_size"))
@@ -123,7 +123,7 @@ class MasterVectorsConfig(dg.Config):
                                 description="Inverse regularisation strengths tried on val.")
     prompts: list[dict] = Field(default=param("photobook.prompts"),
                                 description="Prompt master vectors: name, text, sign.")
-    clip_weights: str | None = Field(default=param("photobook.clip_weights"))
+    clip_weights: str = Field(default=param("photobook.clip_weights"))
 
 
 @dg.asset(
