@@ -184,17 +184,20 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     from lenslab.photobook_web import create_app
     from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
-    resources = {"data_root": DataRoot(path=str(tmp_path)), "http": HttpClient(),
-                 "device": TorchDevice(device="cpu")}
-    source = next(a for a in ingestion_assets if a.key.path[-1] == "photo_preferences")
-    dg.materialize([source], resources=resources, raise_on_error=True,
-                   run_config={"ops": {"photo_preferences": {"config": {"scale": 0.5}}}})
-    layout = DataLayout(tmp_path)
-    write_catalog(build_catalog(pd.read_parquet(layout.records("photo_preferences")), layout,
-                                max_side=512, max_pixels=50_000_000, seed=1,
-                                split_fractions={"train": 0.8, "val": 0.1, "test": 0.1},
-                                workers=1, progress=False), layout)
+    def source_and_catalog(root, scale):
+        resources = {"data_root": DataRoot(path=str(root)), "http": HttpClient(),
+                     "device": TorchDevice(device="cpu")}
+        source = next(a for a in ingestion_assets if a.key.path[-1] == "photo_preferences")
+        dg.materialize([source], resources=resources, raise_on_error=True,
+                       run_config={"ops": {"photo_preferences": {"config": {"scale": scale}}}})
+        layout = DataLayout(root)
+        write_catalog(build_catalog(pd.read_parquet(layout.records("photo_preferences")),
+                                    layout, max_side=512, max_pixels=50_000_000, seed=1,
+                                    split_fractions={"train": 0.8, "val": 0.1, "test": 0.1},
+                                    workers=1, progress=False), layout)
+        return resources
 
+    resources = source_and_catalog(tmp_path, 0.5)
     result = dg.materialize([*photobook_assets, *photobook_checks], resources=resources,
                             raise_on_error=True)
     emb = result.asset_materializations_for_node("image_embeddings")[0].metadata
@@ -229,3 +232,26 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
         files[key] = (f"{key}.jpg", buf.getvalue(), "image/jpeg")
     response = client.post("/compare", files=files, data={"vector": "learned"})
     assert response.status_code == 200 and 'id="p0"' in response.text
+
+    # the CLIP path through the same assets (random weights saved as the "pretrained" file):
+    # prompt master vectors from the real text tower, their cosine with the learned one
+    import open_clip
+
+    torch.manual_seed(0)
+    weights = tmp_path / "vit_b_32.pt"
+    torch.save(open_clip.create_model(mp.CLIP_MODEL, pretrained=None).state_dict(), weights)
+    root = tmp_path / "clip"
+    resources = source_and_catalog(root, 0.2)
+    clip_config = {"encoder": "clip", "clip_weights": str(weights)}
+    dg.materialize(photobook_assets, resources=resources, raise_on_error=True,
+                   run_config={"ops": {"image_embeddings": {"config": clip_config},
+                                       "master_vectors": {"config": {
+                                           "clip_weights": str(weights)}}}})
+    clip_out = pb.PhotobookLayout(root)
+    assert json.loads(clip_out.embeddings.with_name("encoder.json").read_text())[
+        "encoder"] == "clip:ViT-B-32"
+    vectors = json.loads(clip_out.rater.read_text())["vectors"]
+    assert vectors["prompt_photobook"]["available"] and "ece" in vectors["prompt_photobook"]
+    cosines = json.loads((clip_out.report / "metrics.json").read_text())["cosines"]
+    assert {"prompt_appealing", "prompt_photobook", "prompt_not_appealing"} <= set(cosines)
+    assert all(-1 <= c <= 1 for c in cosines.values())
