@@ -14,7 +14,8 @@ four photobook assets) and reports how long the photobook assets took. Then:
   (two real JPEGs from scikit-image, 512 px) posted with httpx one after another after 5 warm-up
   requests; p50/p95 of the wall time per request.
 
-Prints JSON.
+Prints JSON, with the held-out figures photobook_rater recorded (accuracy against the annotators
+and, on synthetic data, against the true order; ECE).
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def web_latency(data_root: Path, requests: int) -> dict:
             "max_ms": round(max(latencies), 1)}
 
 
+def held_out_quality(layout: PhotobookLayout) -> dict:
+    """The rater's held-out figures as photobook_rater recorded them (accuracy, ECE)."""
+    rater = json.loads(layout.rater.read_text())
+    out = {"test_pairs": rater["test_pairs"], "strict_test_pairs": rater["strict_test_pairs"]}
+    for name, v in rater["vectors"].items():
+        if v["available"]:
+            out[name] = {k: (v[k]["value"], v[k]["ci95"]) if isinstance(v[k], dict) else v[k]
+                         for k in ("accuracy_labels", "accuracy_labels_strict", "accuracy_truth",
+                                   "accuracy_truth_strict", "oracle_accuracy_labels", "ece",
+                                   "ece_noise_floor") if k in v}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path, default=None,
@@ -111,6 +125,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--clip-photos", type=int, default=64, help="photos for the CLIP timing")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch intra-op threads to time the MobileNetV2 rating with")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data_root or Path(tmp)
@@ -120,14 +136,21 @@ def main() -> None:
         table = pd.read_parquet(layout.embeddings)
         paths = [root / p for p in table["normalised_path"]]
         mlsp = MlspEncoder(rater.encoder["image_size"])
-        rating = [time_rating(mlsp, paths, rater.vectors[LEARNED], args.repeats)]
-        clip = ClipEncoder(None)
-        rating.append(time_rating(clip, paths[: args.clip_photos], np.ones(512), 1))
+        rating = []
+        for threads in args.threads:  # on a busy machine, one thread can beat two
+            torch.set_num_threads(threads)
+            rating.append({"threads": threads, **time_rating(mlsp, paths,
+                                                             rater.vectors[LEARNED],
+                                                             args.repeats)})
+        rating.append({"threads": threads, **time_rating(ClipEncoder(None),
+                                                         paths[: args.clip_photos],
+                                                         np.ones(512), 1)})
         web = web_latency(root, args.requests)
+        quality = held_out_quality(layout)
     print(json.dumps({"machine": platform.processor() or platform.machine(),
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "photobook_assets_s": pipeline_s, "embedding_and_rating": rating,
-                      "web_compare": web}, indent=2))
+                      "photobook_assets_s": pipeline_s, "held_out": quality,
+                      "embedding_and_rating": rating, "web_compare": web}, indent=2))
 
 
 if __name__ == "__main__":
