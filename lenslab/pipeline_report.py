@@ -63,10 +63,28 @@ def _selfie(m: Mapping[str, Any]) -> list[Headline]:
     ]
 
 
+def _photobook(m: Mapping[str, Any]) -> list[Headline]:
+    vectors = m["rater"]["vectors"]
+    learned, svm = vectors["learned"], vectors["seed_ranksvm"]
+    rows = [Headline("photobook", "held-out pairs ordered (annotators)", "learned master vector",
+                     learned["accuracy_labels"]["value"], "seed's RankSVM",
+                     svm["accuracy_labels"]["value"],
+                     "100 % of training pairs, no held-out test (overfit)"),
+            Headline("photobook", "calibration error (ECE, lower is better)",
+                     "learned, Platt-calibrated", learned["ece"], "seed's RankSVM", svm["ece"],
+                     "uncalibrated")]
+    if "accuracy_truth" in learned:
+        rows.insert(1, Headline("photobook", "held-out pairs ordered (true quality)",
+                                "learned master vector", learned["accuracy_truth"]["value"],
+                                "seed's RankSVM", svm["accuracy_truth"]["value"], ""))
+    return rows
+
+
 # system -> (report folder under data/, headline extractor)
 HEADLINES: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[Headline]]]] = {
     "style": ("reports/style", _style),
     "selfie": ("reports/selfie", _selfie),
+    "photobook": ("reports/photobook", _photobook),
 }
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the virtual environment if it is missing and install lenslab with everything it needs:
-# the pinned Python packages, openpifpaf built against our torch, and the offline MobileNetV2
-# weights. Idempotent: a second run with unchanged inputs returns at once.
+# the pinned Python packages, openpifpaf built against our torch, the offline MobileNetV2
+# weights, and Debian's chromium for the browser tests. Idempotent: a second run with unchanged
+# inputs returns at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,10 @@ stamp="$VENV/.lenslab-setup"
 inputs_hash=$(cat pyproject.toml scripts/setup_env.sh scripts/install_openpifpaf.sh \
   scripts/install_pretrained_weights.py scripts/install_system_packages.sh 2>/dev/null \
   | sha256sum | cut -c1-16)
+
+# Redis and Chromium for the real-part tests: system packages, so checked on every run (returns
+# at once when both are there)
+bash scripts/install_system_packages.sh
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$inputs_hash" && -x "$VENV/bin/python" ]]; then
   exit 0
@@ -23,7 +28,6 @@ fi
 [[ -x "$VENV/bin/python" ]] || "$PY_FOR_VENV" -m uv venv --quiet "$VENV" -p "$PY_FOR_VENV"
 "$PY_FOR_VENV" -m uv pip install --quiet -p "$VENV/bin/python" -e ".[dev]"
 bash scripts/install_openpifpaf.sh "$VENV/bin/python"
-bash scripts/install_system_packages.sh
 "$VENV/bin/python" scripts/install_pretrained_weights.py
 echo "$inputs_hash" > "$stamp"
 echo "lenslab set-up: done"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import FaultServer
+from tests.support.browser import browser, page  # noqa: F401  (real headless Chromium fixtures)
 
 
 @pytest.fixture

@@ -1,0 +1,404 @@
+"""Photobook rater: embeddings, master vectors (prompts and learned), calibrated rater, report."""
+
+
+import json
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from assets.catalog import image_catalog
+from assets.metadata import counts_md, path_value, table_preview
+from lenslab.params import param
+from lenslab.seeding import derive_seed
+from orchestration.gpu import GPU_ASSET
+from orchestration.resources import DataRoot, TorchDevice
+from orchestration.stages import Stage
+
+GROUP = "photobook"
+PREFERENCES = dg.AssetKey("photo_preferences")  # its pairs.parquet and (synthetic) ground truth
+CODE = ("lenslab/photobook.py", "lenslab/metrics.py", "assets/photobook.py",
+        "assets/metadata.py")
+MODEL_CODE = (*CODE, "models/photobook.py", "models/backbones.py", "models/images.py",
+              "models/device.py")
+
+EMBEDDINGS_STAGE = Stage(outs=("photobook/embeddings",), code=MODEL_CODE,
+                         params=("photobook.sources", "photobook.encoder",
+                                 "photobook.clip_weights", "photobook.image_size",
+                                 "photobook.batch_size"))
+VECTORS_STAGE = Stage(outs=("photobook/master_vectors",), code=MODEL_CODE,
+                      params=("seed", "photobook.split_fractions",
+                              "photobook.duplicate_threshold", "photobook.tier_gap",
+                              "photobook.c_grid", "photobook.prompts",
+                              "photobook.clip_weights"))
+RATER_STAGE = Stage(outs=("photobook/rater",), code=CODE,
+                    params=("seed", "photobook.reliability_bins", "photobook.bootstrap",
+                            "photobook.duplicate_threshold"))
+REPORT_STAGE = Stage(outs=("reports/photobook",), code=(*CODE, "lenslab/photobook_figures.py"),
+                     params=("seed", "photobook.album"))
+
+
+def _layout(data_root: DataRoot):
+    from lenslab.photobook import PhotobookLayout
+
+    return PhotobookLayout(data_root.layout().root)
+
+
+def _embeddings(data_root: DataRoot) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    layout = _layout(data_root)
+    table = pd.read_parquet(layout.embeddings)
+    info = json.loads(layout.embeddings.with_name("encoder.json").read_text())
+    return table, np.stack(table["embedding"].to_numpy()).astype(np.float64), info
+
+
+class ImageEmbeddingsConfig(dg.Config):
+    sources: list[str] = Field(default=param("photobook.sources"),
+                               description="Catalog sources to embed.")
+    encoder: str = Field(default=param("photobook.encoder"),
+                         description="auto (CLIP when its weights are found locally, else "
+                         "MobileNetV2), clip, or mobilenet_v2_mlsp.")
+    clip_weights: str = Field(default=param("photobook.clip_weights"),
+                              description="Local CLIP ViT-B-32 weights file (\"\": none).")
+    image_size: int = Field(default=param("photobook.image_size"),
+                            description="MobileNetV2 input side, px (CLIP uses its own 224).")
+    batch_size: int = Field(default=param("photobook.batch_size"))
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "pytorch", "parquet"}, deps=[image_catalog],
+    **EMBEDDINGS_STAGE.asset_kwargs(),
+    description="An embedding per catalog photo from a pluggable encoder: CLIP ViT-B-32 "
+    "(open_clip) when its weights are present locally, else multi-level MobileNetV2 features "
+    "(offline). The encoder used is recorded in encoder.json.",
+    **GPU_ASSET,
+)
+def image_embeddings(
+    context: dg.AssetExecutionContext, config: ImageEmbeddingsConfig, data_root: DataRoot,
+    device: TorchDevice,
+) -> dg.MaterializeResult:
+    from lenslab.atomic import write_parquet, write_text
+    from lenslab.photobook import photo_rows
+    from models.device import describe
+    from models.photobook import build_encoder, encode_paths
+
+    layout = _layout(data_root)
+    photos = photo_rows(pd.read_parquet(data_root.layout().catalog), config.sources)
+    torch_device = device.torch_device()
+    encoder = build_encoder(config.encoder, clip_weights=config.clip_weights,
+                            image_size=config.image_size, device=torch_device)
+    start = time.perf_counter()
+    values = encode_paths(encoder, [data_root.layout().root / p
+                                    for p in photos["normalised_path"]], config.batch_size)
+    seconds = time.perf_counter() - start
+    photos["embedding"] = list(values.astype(np.float32))
+    write_parquet(layout.embeddings, photos)
+    info = {"encoder": encoder.name, "pretrained": encoder.pretrained,
+            "weights": str(getattr(encoder, "weights", "") or "torchvision cache"),
+            "image_size": 224 if encoder.name.startswith("clip") else config.image_size,
+            "dim": int(values.shape[1]), "requested": config.encoder}
+    write_text(layout.embeddings.with_name("encoder.json"), json.dumps(info, indent=2))
+    context.log.info(f"{len(photos)} photos embedded with {encoder.name} in {seconds:.1f} s")
+    return dg.MaterializeResult(metadata={
+        "photos": len(photos), "encoder": encoder.name, "dim": info["dim"],
+        "encoder_pretrained": encoder.pretrained,
+        "embed_seconds": round(seconds, 2),
+        "photos_per_second": round(len(photos) / seconds, 1) if seconds else 0.0,
+        "device": describe(torch_device), "path": path_value(layout.embeddings),
+    })
+
+
+class MasterVectorsConfig(dg.Config):
+    seed: int = Field(default=param("seed"), description="Root seed of the photo split.")
+    train: float = Field(default=param("photobook.split_fractions.train"))
+    val: float = Field(default=param("photobook.split_fractions.val"))
+    test: float = Field(default=param("photobook.split_fractions.test"))
+    duplicate_threshold: float = Field(default=param("photobook.duplicate_threshold"),
+                                       description="Near-duplicates (grouped before the split).")
+    tier_gap: int = Field(default=param("photobook.tier_gap"),
+                          description="Training pairs also from tier folders this far apart "
+                          "(0: annotated pairs only).")
+    c_grid: list[float] = Field(default=param("photobook.c_grid"),
+                                description="Inverse regularisation strengths tried on val.")
+    prompts: list[dict] = Field(default=param("photobook.prompts"),
+                                description="Prompt master vectors: name, text, sign.")
+    clip_weights: str = Field(default=param("photobook.clip_weights"))
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "scikitlearn"}, deps=[image_embeddings, PREFERENCES],
+    **VECTORS_STAGE.asset_kwargs(),
+    description="Master vectors with their provenance: the learned one (logistic ranking on "
+    "embedding differences, photos split train/val/test with near-duplicates kept together, C "
+    "chosen on validation pairs), the seed's RankSVM as the baseline, and prompt vectors from "
+    "CLIP's text tower (recorded as unavailable with another encoder).",
+    **GPU_ASSET,
+)
+def master_vectors(
+    context: dg.AssetExecutionContext, config: MasterVectorsConfig, data_root: DataRoot,
+    device: TorchDevice,
+) -> dg.MaterializeResult:
+    from lenslab.atomic import atomic_path, write_parquet, write_text
+    from lenslab.photobook import (
+        LEARNED,
+        Standardiser,
+        annotated_pairs,
+        fit_learned_vector,
+        near_duplicate_groups,
+        pair_splits,
+        seed_ranksvm,
+        split_groups,
+        tier_pairs,
+    )
+
+    layout = _layout(data_root)
+    photos, e, info = _embeddings(data_root)
+    fractions = {"train": config.train, "val": config.val, "test": config.test}
+    # near-duplicates are found with train-free statistics (all photos), only to group them
+    groups = near_duplicate_groups(Standardiser.fit(e)(e), config.duplicate_threshold)
+    split = split_groups(groups, fractions, config.seed)
+    train_photos = np.flatnonzero(split == "train")
+    standardiser = Standardiser.fit(e[train_photos])
+    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"])
+    pair_split, _ = pair_splits(pairs, split)
+    tiers = photos["tier"].fillna(-1).to_numpy(dtype=int)
+    train = pairs.take(pair_split == "train") + tier_pairs(tiers, train_photos, config.tier_gap)
+    val = pairs.take(pair_split == "val")
+    learned = fit_learned_vector(e, train, val, standardiser, config.c_grid)
+    context.log.info(f"learned vector: C={learned.c} ({len(train)} train, {len(val)} val pairs)")
+
+    vectors = {LEARNED: learned.vector,
+               "seed_ranksvm": seed_ranksvm(e, tier_pairs(tiers, train_photos, 7))}
+    provenance = {
+        LEARNED: {"available": True, "description": "learned from preference pairs",
+                  "method": "logistic ranking, no intercept, standardised embedding "
+                  "differences; vector = weights / train std", "C": learned.c,
+                  "val_curve": learned.curve, "train_pairs": len(train),
+                  "train_pairs_from_tiers": len(train) - int((pair_split == "train").sum()),
+                  "val_pairs": len(val), "tier_gap": config.tier_gap},
+        "seed_ranksvm": {"available": True,
+                         "description": "seed's RankSVM on tier pairs (baseline)",
+                         "method": "LinearSVC hinge loss, no intercept, raw differences, "
+                         "tier gap > 6, C 0.5, unit length (the seed's notebook)"},
+    }
+    clip = info["encoder"].startswith("clip")
+    if clip:
+        from models.photobook import ClipEncoder, resolve_clip_weights
+
+        encoder = ClipEncoder(resolve_clip_weights(config.clip_weights),
+                              device=device.torch_device())
+        texts = encoder.encode_texts([p["text"] for p in config.prompts])
+    for k, prompt in enumerate(config.prompts):
+        name = f"prompt_{prompt['name']}"
+        sign = "minus " if prompt.get("sign", 1) < 0 else ""
+        provenance[name] = {"available": clip, "text": prompt["text"],
+                            "description": f"prompt: {sign}'{prompt['text']}'",
+                            "method": "CLIP text embedding, L2-normalised, times sign"
+                            if clip else f"unavailable: encoder {info['encoder']} has no text "
+                            "tower"}
+        if clip:
+            vectors[name] = prompt.get("sign", 1) * texts[k]
+    common = {"encoder": info, "split_seed": derive_seed(config.seed, "photobook", "split"),
+              "split_fractions": fractions, "duplicate_threshold": config.duplicate_threshold,
+              "photos": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+              "near_duplicate_groups": int(groups.max() + 1),
+              "pairs": {s: int((pair_split == s).sum()) for s in ("train", "val", "test")}}
+    with atomic_path(layout.vectors) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mean=standardiser.mean, std=standardiser.std,
+                 **{f"vector_{n}": v for n, v in vectors.items()})
+    write_text(layout.provenance, json.dumps({"vectors": provenance, **common}, indent=2))
+    write_parquet(layout.splits, pd.DataFrame({"image_id": photos["image_id"], "group": groups,
+                                               "split": split}))
+    return dg.MaterializeResult(metadata={
+        "encoder": info["encoder"], "C": learned.c,
+        "vectors": counts_md({n: p["description"] + ("" if p["available"] else " (unavailable)")
+                              for n, p in provenance.items()}, ("vector", "provenance")),
+        "photos_per_split": dg.MetadataValue.json(common["photos"]),
+        "pairs_per_split": dg.MetadataValue.json(common["pairs"]),
+        "near_duplicate_groups": common["near_duplicate_groups"],
+        "val_curve": table_preview(pd.DataFrame(learned.curve), rows=len(learned.curve)),
+        "path": path_value(layout.provenance),
+    })
+
+
+class PhotobookRaterConfig(dg.Config):
+    seed: int = Field(default=param("seed"), description="Root seed of the bootstrap.")
+    reliability_bins: int = Field(default=param("photobook.reliability_bins"))
+    bootstrap: int = Field(default=param("photobook.bootstrap"), description="Resamples per CI.")
+    duplicate_threshold: float = Field(default=param("photobook.duplicate_threshold"),
+                                       description="Album: skip photos this similar to a pick.")
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "scikitlearn"},
+    deps=[image_embeddings, master_vectors, PREFERENCES],
+    **RATER_STAGE.asset_kwargs(),
+    description="P(photo A beats photo B) per master vector, calibrated on validation pairs "
+    "(Platt scaling without intercept), with held-out pairwise accuracy, ECE and reliability "
+    "on the test pairs; rater.json is what the web app and album selection load.",
+)
+def photobook_rater(
+    context: dg.AssetExecutionContext, config: PhotobookRaterConfig, data_root: DataRoot,
+) -> dg.MaterializeResult:
+    from lenslab.atomic import write_parquet, write_text
+    from lenslab.photobook import (
+        LEARNED,
+        annotated_pairs,
+        differences,
+        evaluate_vector,
+        fit_scale,
+        pair_splits,
+        sigmoid,
+        true_quality,
+    )
+
+    layout = _layout(data_root)
+    photos, e, info = _embeddings(data_root)
+    provenance = json.loads(layout.provenance.read_text())
+    arrays = np.load(layout.vectors)
+    split = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"], "split"]
+    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"])
+    pair_split, strict = pair_splits(pairs, split.to_numpy())
+    val, test = pairs.take(pair_split == "val"), pairs.take(pair_split == "test")
+    truth = true_quality(layout, photos["image_id"])
+    rater = {"encoder": info, "duplicate_threshold": config.duplicate_threshold, "vectors": {}}
+    predictions = pd.DataFrame({"first": photos["image_id"].to_numpy()[test.first],
+                                "second": photos["image_id"].to_numpy()[test.second],
+                                "first_won": test.y, "strict": strict[pair_split == "test"]})
+    for name, prov in provenance["vectors"].items():
+        entry = {"available": prov["available"], "description": prov["description"]}
+        if prov["available"]:
+            vector = arrays[f"vector_{name}"]
+            scale = fit_scale(differences(e, val) @ vector, val.y)
+            entry.update(scale=scale, **evaluate_vector(
+                e, vector, scale, test, predictions["strict"].to_numpy(), truth,
+                bins=config.reliability_bins, seed=config.seed, resamples=config.bootstrap,
+                name=name))
+            predictions[f"p_{name}"] = sigmoid(scale * (differences(e, test) @ vector))
+        rater["vectors"][name] = entry
+    rater["test_pairs"] = len(test)
+    rater["strict_test_pairs"] = int(predictions["strict"].sum())
+    rater["val_pairs"] = len(val)
+    write_text(layout.rater, json.dumps(rater, indent=2, default=float))
+    write_parquet(layout.predictions, predictions)
+    learned = rater["vectors"][LEARNED]
+    context.log.info(f"learned vector: ECE {learned['ece']:.3f}, accuracy "
+                     f"{learned['accuracy_labels']['value']:.3f} on {len(test)} test pairs")
+    truth_md = {n: f"{v['accuracy_truth']['value']:.3f}" for n, v in rater["vectors"].items()
+                if "accuracy_truth" in v}
+    return dg.MaterializeResult(metadata={
+        "learned_test_accuracy": round(learned["accuracy_labels"]["value"], 4),
+        "learned_test_accuracy_ci95": dg.MetadataValue.json(
+            list(learned["accuracy_labels"]["ci95"])),
+        "learned_ece": round(learned["ece"], 4),
+        "learned_ece_noise_floor": round(learned["ece_noise_floor"], 4),
+        "learned_scale": round(learned["scale"], 4),
+        **({"learned_test_accuracy_truth": round(learned["accuracy_truth"]["value"], 4),
+            "oracle_test_accuracy": round(learned["oracle_accuracy_labels"], 4)}
+           if "accuracy_truth" in learned else {}),
+        "test_pairs": len(test), "val_pairs": len(val),
+        "accuracy_vs_true_order": counts_md(truth_md, ("vector", "accuracy")),
+        "reliability": table_preview(pd.DataFrame(learned["reliability"]), rows=20),
+        "path": path_value(layout.rater),
+    })
+
+
+class PhotobookReportConfig(dg.Config):
+    seed: int = Field(default=param("seed"), description="Root seed of the example album draw.")
+    album_photos: int = Field(default=param("photobook.album.photos"),
+                              description="Test photos offered to the example album (M).")
+    album_places: int = Field(default=param("photobook.album.places"),
+                              description="Places in the example album (N).")
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "matplotlib"},
+    deps=[image_catalog, image_embeddings, master_vectors, photobook_rater],
+    **REPORT_STAGE.asset_kwargs(),
+    description="Held-out pairwise accuracy of each master vector beside chance and the oracle, "
+    "cosine between prompt and learned vectors, the reliability diagram and an example album "
+    "(best N of M test photos, near-duplicates skipped, with reasons): metrics.json, report.md, "
+    "PNGs.",
+)
+def photobook_report(
+    context: dg.AssetExecutionContext, config: PhotobookReportConfig, data_root: DataRoot,
+) -> dg.MaterializeResult:
+    from lenslab.atomic import write_text
+    from lenslab.photobook import LEARNED, Rater, report_markdown, vector_cosines
+    from lenslab.photobook_figures import album_sheet, reliability_diagram
+    from lenslab.seeding import rng
+
+    layout = _layout(data_root)
+    out = layout.report
+    photos, e, _ = _embeddings(data_root)
+    rater_json = json.loads(layout.rater.read_text())
+    rater = Rater.load(layout)
+    split = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"], "split"]
+    test_photos = np.flatnonzero(split.to_numpy() == "test")
+    m = min(config.album_photos, len(test_photos))
+    offered = np.sort(rng(config.seed, "photobook", "album").choice(test_photos, m,
+                                                                     replace=False))
+    # the offered photos plus every near-duplicate of them, so the album has bursts to skip
+    groups = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"],
+                                                                       "group"].to_numpy()
+    offered = np.flatnonzero(np.isin(groups, groups[offered]) & (split.to_numpy() == "test"))
+    names = photos["image_id"].to_numpy()[offered].tolist()
+    album = rater.album(e[offered], names, config.album_places, LEARNED)
+    cosines = vector_cosines(rater.vectors)
+    figures = {"reliability diagram": out / "reliability.png", "example album": out / "album.png"}
+    reliability_diagram({n: v for n, v in rater_json["vectors"].items() if v["available"]},
+                        figures["reliability diagram"])
+    root = data_root.layout().root
+    paths = dict(zip(photos["image_id"], photos["normalised_path"], strict=True))
+    album_sheet(album, [root / paths[n] for n in album["photo"]], figures["example album"])
+    metrics = {"rater": rater_json, "cosines": cosines,
+               "album": album.to_dict(orient="records"),
+               "album_offered": len(offered), "album_places": config.album_places}
+    md = report_markdown(metrics, {k: v.relative_to(root).as_posix()
+                                   for k, v in figures.items()})
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    write_text(out / "report.md", md)
+    album.to_csv(out / "album.csv", index=False)
+    context.log.info(md)
+    learned = rater_json["vectors"][LEARNED]
+    return dg.MaterializeResult(metadata={
+        "learned_test_accuracy": round(learned["accuracy_labels"]["value"], 4),
+        "learned_ece": round(learned["ece"], 4),
+        "album_chosen": int(album["chosen"].sum()),
+        "album_skipped_duplicates": int(album["reason"].str.startswith("near-duplicate").sum()),
+        "album": table_preview(album[["photo", "score", "chosen", "reason"]], rows=12),
+        "report": dg.MetadataValue.md(md),
+        "metrics_path": path_value(out / "metrics.json"),
+    })
+
+
+@dg.asset_check(asset=master_vectors, blocking=True,
+                description="Every split holds photos and pairs, and no near-duplicate group "
+                "straddles two splits.")
+def photobook_splits_are_disjoint(data_root: DataRoot) -> dg.AssetCheckResult:
+    provenance = json.loads(_layout(data_root).provenance.read_text())
+    splits = pd.read_parquet(_layout(data_root).splits)
+    straddling = int((splits.groupby("group")["split"].nunique() > 1).sum())
+    empty = [f"{k} {s}" for k in ("photos", "pairs") for s, n in provenance[k].items() if n == 0]
+    return dg.AssetCheckResult(
+        passed=not straddling and not empty,
+        description="; ".join(empty + ([f"{straddling} groups straddle"] if straddling else []))
+        or None, metadata={"straddling_groups": straddling})
+
+
+@dg.asset_check(asset=photobook_rater, blocking=True,
+                description="The learned master vector beats the seed's RankSVM baseline on "
+                "held-out pairs and its interval lies above chance (0.5).")
+def photobook_learned_beats_baseline(data_root: DataRoot) -> dg.AssetCheckResult:
+    vectors = json.loads(_layout(data_root).rater.read_text())["vectors"]
+    learned, seed = vectors["learned"]["accuracy_labels"], vectors["seed_ranksvm"][
+        "accuracy_labels"]
+    problems = ([] if learned["value"] > seed["value"] else ["learned ≤ seed RankSVM"]) + (
+        [] if learned["ci95"][0] > 0.5 else ["learned CI touches 0.5"])
+    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or None,
+                               metadata={"learned": learned["value"], "seed": seed["value"]})
+
+
+photobook_assets = [image_embeddings, master_vectors, photobook_rater, photobook_report]
+photobook_checks = [photobook_splits_are_disjoint, photobook_learned_beats_baseline]

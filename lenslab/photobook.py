@@ -1,0 +1,480 @@
+"""Photobook rater, the plain logic: photo splits, master vectors, calibration, album selection.
+
+A master vector ``v`` scores a photo by ``s = e . v`` (``e`` its embedding); the probability that
+photo A beats photo B is ``sigmoid(a * (s_A - s_B))``, a Bradley-Terry form whose one scale ``a``
+is fitted on validation pairs (Platt scaling without an intercept, so P(A>B) = 1 - P(B>A)).
+
+The learned vector is a logistic ranking model on embedding differences (the seed's RankSVM with a
+log loss, so that its outputs are probabilities), fitted on standardised embeddings; its weights
+divided by the standard deviations give the vector in the embedding space. Photos, not pairs, are
+split: near-duplicates (bursts) are grouped first so a burst never straddles two splits; a pair is
+a training pair when both photos are training photos, a test pair when it shows a test photo, and
+a validation pair otherwise. "Strict" test pairs show two test photos.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from lenslab.seeding import rng
+
+SOURCE = "photo_preferences"
+SPLITS = ("train", "val", "test")
+LEARNED = "learned"
+TIER_LABEL = "tier"
+
+
+@dataclass(frozen=True)
+class PhotobookLayout:
+    root: Path
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "photobook" / "embeddings" / "embeddings.parquet"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.root / "photobook" / "master_vectors"
+
+    @property
+    def vectors(self) -> Path:
+        return self.vectors_dir / "vectors.npz"
+
+    @property
+    def provenance(self) -> Path:
+        return self.vectors_dir / "master_vectors.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.vectors_dir / "photo_splits.parquet"
+
+    @property
+    def rater_dir(self) -> Path:
+        return self.root / "photobook" / "rater"
+
+    @property
+    def rater(self) -> Path:
+        return self.rater_dir / "rater.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.rater_dir / "test_predictions.parquet"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "reports" / "photobook"
+
+    def ground_truth(self) -> Path:
+        return self.root / "raw" / SOURCE / "ground_truth" / "quality.csv"
+
+    def pairs(self) -> Path:
+        return self.root / "raw" / SOURCE / "pairs.parquet"
+
+
+def photo_rows(catalog: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
+    """Distinct catalog images of ``sources`` (image_id, sha256, normalised_path, source, tier)."""
+    rows = catalog[catalog["source"].isin(sources) & catalog["duplicate_of"].isna()]
+    if rows.empty:
+        raise ValueError(f"the catalog holds no images of {sources}")
+    out = rows[["image_id", "sha256", "normalised_path", "source"]].copy()
+    tiers = [json.loads(x).get(TIER_LABEL) if x else None for x in rows["labels"]]
+    out[TIER_LABEL] = pd.array(tiers, dtype="Int64")
+    return out.sort_values("image_id").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- embeddings and near-duplicates
+
+@dataclass(frozen=True)
+class Standardiser:
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardiser:
+        return cls(x.mean(axis=0), x.std(axis=0) + 1e-6)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.std
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def similarity(z: np.ndarray) -> np.ndarray:
+    """Cosine similarity of standardised embeddings (raw pooled features are all positive, so
+    their plain cosine is high for any two photos)."""
+    u = unit_rows(z)
+    return u @ u.T
+
+
+def near_duplicate_groups(z: np.ndarray, threshold: float) -> np.ndarray:
+    """A group id per photo: connected components of ``similarity > threshold``."""
+    sim = similarity(z)
+    parent = np.arange(len(z))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(sim > threshold, k=1)), strict=True):
+        parent[find(int(i))] = find(int(j))
+    roots = np.array([find(i) for i in range(len(z))])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def split_groups(groups: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
+    """A split per photo; whole groups are shuffled (seeded) and cut by photo count."""
+    total = sum(fractions[s] for s in SPLITS)
+    order = rng(seed, "photobook", "split").permutation(groups.max() + 1)
+    sizes = np.bincount(groups)[order]
+    cum = np.cumsum(sizes) / sizes.sum()
+    bounds = np.cumsum([fractions[s] / total for s in SPLITS])
+    group_split = np.empty(len(order), dtype=object)
+    group_split[order] = np.array(SPLITS, dtype=object)[
+        np.minimum(np.searchsorted(bounds, cum - 1e-9), len(SPLITS) - 1)]
+    return group_split[groups]
+
+
+# ------------------------------------------------------------------------------------- pairs
+
+@dataclass(frozen=True)
+class Pairs:
+    """Photo index pairs: ``first`` beat ``second`` when ``y`` is True."""
+
+    first: np.ndarray
+    second: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, mask: np.ndarray) -> Pairs:
+        return Pairs(self.first[mask], self.second[mask], self.y[mask])
+
+    def __add__(self, other: Pairs) -> Pairs:
+        return Pairs(np.r_[self.first, other.first], np.r_[self.second, other.second],
+                     np.r_[self.y, other.y])
+
+
+def annotated_pairs(pairs: pd.DataFrame, image_ids: pd.Series) -> Pairs:
+    """The preference table (left, right, winner) as index pairs; unknown photos are an error."""
+    index = pd.Series(np.arange(len(image_ids)), index=image_ids.to_numpy())
+    missing = sorted(set(pairs["left"]).union(pairs["right"]) - set(index.index))
+    if missing:
+        raise ValueError(f"pairs name {len(missing)} photo(s) not in the embeddings, "
+                         f"e.g. {missing[:3]}")
+    return Pairs(index[pairs["left"]].to_numpy(), index[pairs["right"]].to_numpy(),
+                 (pairs["winner"] == "left").to_numpy())
+
+
+def pair_splits(pairs: Pairs, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(split per pair, strict mask): train = both train, test = shows a test photo, else val."""
+    a, b = split[pairs.first], split[pairs.second]
+    out = np.where((a == "test") | (b == "test"), "test",
+                   np.where((a == "train") & (b == "train"), "train", "val"))
+    return out, (a == "test") & (b == "test")
+
+
+def tier_pairs(tiers: np.ndarray, photos: np.ndarray, min_gap: int) -> Pairs:
+    """Every pair of ``photos`` whose tiers differ by at least ``min_gap`` (tier 0 is best), as
+    the seed built its pairs from its tier folders; ``min_gap`` 0 adds none."""
+    if min_gap <= 0:
+        return Pairs(np.zeros(0, int), np.zeros(0, int), np.zeros(0, bool))
+    i, j = np.meshgrid(photos, photos, indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    keep = (tiers[j] - tiers[i]) >= min_gap  # i is the better photo
+    return Pairs(i[keep], j[keep], np.ones(int(keep.sum()), bool))
+
+
+# ----------------------------------------------------------------------------- master vectors
+
+def differences(e: np.ndarray, pairs: Pairs) -> np.ndarray:
+    return e[pairs.first] - e[pairs.second]
+
+
+def log_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.logaddexp(0.0, -np.where(y, logits, -logits))))
+
+
+def pair_accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Share of pairs ordered as labelled; a tie (logit 0) counts half."""
+    return float(np.mean(np.where(logits == 0, 0.5, (logits > 0) == y)))
+
+
+@dataclass
+class LearnedVector:
+    vector: np.ndarray  # in the embedding space: score = e . vector
+    c: float
+    curve: list[dict] = field(default_factory=list)  # C, val log loss, val accuracy
+
+
+def fit_learned_vector(e: np.ndarray, train: Pairs, val: Pairs, standardiser: Standardiser,
+                       cs: list[float]) -> LearnedVector:
+    """Logistic ranking on standardised embedding differences, no intercept (both orders of each
+    pair are shown, so the model is antisymmetric). C is chosen by the validation log loss after
+    the probability scale is fitted there too, as the rater will use it (the raw log loss favours
+    the strongest regularisation whatever the ranking).
+
+    The L2-penalised weights lie in the span of the training differences, so the fit runs in the
+    coordinates of that span (at most one fewer than the training photos) and maps back: the same
+    solution as in the full embedding space, an order of magnitude faster.
+    """
+    z = standardiser(e)
+    used = np.unique(np.r_[train.first, train.second])
+    _, sv, basis = np.linalg.svd(z[used] - z[used].mean(axis=0), full_matrices=False)
+    basis = basis[sv > sv[0] * 1e-9]
+    coords = z @ basis.T
+    x = differences(coords, train)
+    x, y = np.r_[x, -x], np.r_[train.y, ~train.y]
+    xv = differences(coords, val)
+    best: LearnedVector | None = None
+    best_loss = np.inf
+    curve = []
+    for c in cs:
+        w = LogisticRegression(C=c, fit_intercept=False, max_iter=5000).fit(x, y).coef_[0]
+        gaps = xv @ w
+        loss = log_loss(fit_scale(gaps, val.y) * gaps, val.y)
+        curve.append({"C": c, "val_log_loss_calibrated": round(loss, 5),
+                      "val_log_loss_raw": round(log_loss(gaps, val.y), 5),
+                      "val_accuracy": round(pair_accuracy(gaps, val.y), 4)})
+        if loss < best_loss:
+            best_loss, best = loss, LearnedVector((basis.T @ w) / standardiser.std, c)
+    assert best is not None
+    best.curve = curve
+    return best
+
+
+# -------------------------------------------------------------------------------- calibration
+
+def fit_scale(gaps: np.ndarray, y: np.ndarray) -> float:
+    """Platt scaling without an intercept: the ``a`` of sigmoid(a * gap) by validation log loss."""
+    x = np.r_[gaps, -gaps][:, None]
+    t = np.r_[y, ~y]
+    return float(LogisticRegression(C=1e6, fit_intercept=False, max_iter=1000)
+                 .fit(x, t).coef_[0, 0])
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Reliability table over equal-width bins of P(first wins) and the expected calibration
+    error (sum over bins of |mean p - win rate| weighted by the bin's share)."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            rows.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "count": int(m.sum()),
+                         "mean_p": float(p[m].mean()), "win_rate": float(y[m].mean())})
+    table = pd.DataFrame(rows, columns=["bin", "count", "mean_p", "win_rate"])
+    ece = float((table["count"] * (table["mean_p"] - table["win_rate"]).abs()).sum() / len(p))
+    return table, ece
+
+
+def ece_noise_floor(p: np.ndarray, bins: int, seed: int, draws: int = 200) -> float:
+    """Median ECE of a perfectly calibrated predictor on as many pairs: outcomes drawn from ``p``
+    itself. An ECE near this is as good as the sample size can show."""
+    r = rng(seed, "photobook", "ece_floor")
+    return float(np.median([reliability(p, r.random(len(p)) < p, bins)[1]
+                            for _ in range(draws)]))
+
+
+# -------------------------------------------------------------------------------------- album
+
+def select_album(scores: np.ndarray, z: np.ndarray, places: int, threshold: float,
+                 names: list[str]) -> pd.DataFrame:
+    """Best ``places`` photos by score, skipping a photo too similar (cosine of standardised
+    embeddings > threshold) to one already picked. One row per photo, best first, with a reason."""
+    if places < 1:
+        raise ValueError("an album needs at least one place")
+    sim = similarity(z)
+    order = np.argsort(-scores, kind="stable")
+    picked: list[int] = []
+    rows = []
+    for rank, i in enumerate(order, start=1):
+        dup = [j for j in picked if sim[i, j] > threshold]
+        if dup:
+            j = max(dup, key=lambda k: sim[i, k])
+            reason = (f"near-duplicate of {names[j]} (similarity {sim[i, j]:.2f}), "
+                      "which scores higher")
+            chosen = False
+        elif len(picked) >= places:
+            reason = f"album full: rank {rank} by score"
+            chosen = False
+        else:
+            picked.append(int(i))
+            reason = f"rank {rank} by score, no near-duplicate already chosen"
+            chosen = True
+        rows.append({"photo": names[i], "score": float(scores[i]), "rank": rank,
+                     "chosen": chosen, "reason": reason})
+    return pd.DataFrame(rows)
+
+
+# -------------------------------------------------------------------------------------- rater
+
+@dataclass
+class Rater:
+    """What the pipeline learned, loaded back: master vectors, their scales, the standardiser."""
+
+    vectors: dict[str, np.ndarray]
+    scales: dict[str, float]
+    descriptions: dict[str, str]
+    standardiser: Standardiser
+    duplicate_threshold: float
+    encoder: dict
+
+    @classmethod
+    def load(cls, layout: PhotobookLayout) -> Rater:
+        for path in (layout.vectors, layout.provenance, layout.rater):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: materialise photobook_rater first")
+        arrays = np.load(layout.vectors)
+        rater = json.loads(layout.rater.read_text())
+        names = [n for n in rater["vectors"] if rater["vectors"][n]["available"]]
+        return cls(
+            vectors={n: arrays[f"vector_{n}"] for n in names},
+            scales={n: rater["vectors"][n]["scale"] for n in names},
+            descriptions={n: rater["vectors"][n]["description"] for n in names},
+            standardiser=Standardiser(arrays["mean"], arrays["std"]),
+            duplicate_threshold=rater["duplicate_threshold"],
+            encoder=rater["encoder"],
+        )
+
+    def probabilities(self, e: np.ndarray, vector: str) -> np.ndarray:
+        """For two embeddings: each photo's calibrated probability of being the better pick."""
+        if vector not in self.vectors:
+            raise KeyError(f"unknown master vector {vector!r}; choose from {sorted(self.vectors)}")
+        s = e @ self.vectors[vector]
+        p_first = float(sigmoid(self.scales[vector] * (s[0] - s[1])))
+        return np.array([p_first, 1.0 - p_first])
+
+    def album(self, e: np.ndarray, names: list[str], places: int, vector: str) -> pd.DataFrame:
+        return select_album(e @ self.vectors[vector], self.standardiser(e), places,
+                            self.duplicate_threshold, names)
+
+
+def true_quality(layout: PhotobookLayout, image_ids: pd.Series) -> np.ndarray | None:
+    """The synthetic source's latent quality per photo, or None when there is none (real data)."""
+    path = layout.ground_truth()
+    if not path.is_file():
+        return None
+    truth = pd.read_csv(path).set_index("photo")["quality"]
+    photos = image_ids.str.replace(f"{SOURCE}:photos/", "", regex=False)
+    if not photos.isin(truth.index).all():
+        return None
+    return truth.loc[photos].to_numpy()
+
+
+def seed_ranksvm(e: np.ndarray, train: Pairs, c: float = 0.5) -> np.ndarray:
+    """The seed's master vector, kept as the baseline: a linear hinge-loss ranker without
+    intercept (RankSVM) on raw embedding differences, unit length, C fixed at the seed's 0.5."""
+    from sklearn.svm import LinearSVC
+
+    x = differences(e, train)
+    w = LinearSVC(C=c, fit_intercept=False, max_iter=20000).fit(
+        np.r_[x, -x], np.r_[train.y, ~train.y]).coef_[0]
+    return w / np.linalg.norm(w)
+
+
+def evaluate_vector(e: np.ndarray, vector: np.ndarray, scale: float, test: Pairs,
+                    strict: np.ndarray, truth: np.ndarray | None, *, bins: int, seed: int,
+                    resamples: int, name: str) -> dict:
+    """Held-out figures of one master vector: pairwise accuracy against the annotators' choices
+    (and, on synthetic data, against the true quality order), all and strict test pairs, with
+    95% bootstrap intervals; ECE and the reliability table of its calibrated probabilities."""
+    from lenslab.metrics import bootstrap_ci
+
+    gaps = differences(e, test) @ vector
+    p = sigmoid(scale * gaps)
+    table, ece = reliability(p, test.y, bins)
+
+    def acc(y: np.ndarray, g: np.ndarray) -> float:
+        return pair_accuracy(g, y)
+
+    def with_ci(y: np.ndarray, g: np.ndarray, what: str) -> dict:
+        return {"value": acc(y, g), "n": len(y),
+                "ci95": bootstrap_ci(y, g, acc, resamples=resamples, seed=seed,
+                                     name=f"photobook/{name}/{what}")}
+
+    out = {"accuracy_labels": with_ci(test.y, gaps, "labels"),
+           "accuracy_labels_strict": with_ci(test.y[strict], gaps[strict], "labels_strict"),
+           "ece": ece, "ece_noise_floor": ece_noise_floor(p, bins, seed),
+           "reliability": table.to_dict(orient="records")}
+    if truth is not None:
+        order = truth[test.first] > truth[test.second]
+        out["accuracy_truth"] = with_ci(order, gaps, "truth")
+        out["accuracy_truth_strict"] = with_ci(order[strict], gaps[strict], "truth_strict")
+        out["oracle_accuracy_labels"] = pair_accuracy(truth[test.first] - truth[test.second],
+                                                      test.y)
+    return out
+
+
+def vector_cosines(vectors: dict[str, np.ndarray]) -> dict[str, float]:
+    """Cosine between the learned vector and each other vector of the same space (the seed found
+    its prompt and data vectors nearly orthogonal)."""
+    learned = vectors[LEARNED]
+    return {name: float(v @ learned / (np.linalg.norm(v) * np.linalg.norm(learned)))
+            for name, v in vectors.items() if name != LEARNED and len(v) == len(learned)}
+
+
+def _acc(entry: dict, key: str) -> str:
+    from lenslab.metrics import format_ci
+
+    if key not in entry:
+        return "–"
+    return f"{format_ci(entry[key]['value'], entry[key]['ci95'])} (n={entry[key]['n']})"
+
+
+def report_markdown(metrics: dict, figures: dict[str, str]) -> str:
+    """The photobook report: accuracies beside chance and the oracle, calibration, the album."""
+    rater = metrics["rater"]
+    lines = ["# Photobook rater report", "",
+             f"Encoder: `{rater['encoder']['encoder']}` (pretrained: "
+             f"{rater['encoder']['pretrained']}, {rater['encoder']['dim']}-d). Photos are split "
+             f"train/val/test with near-duplicates kept together; {rater['test_pairs']} test "
+             f"pairs show a held-out photo ({rater['strict_test_pairs']} show two), "
+             f"{rater['val_pairs']} validation pairs fit each probability scale.", "",
+             "## Held-out pairwise accuracy (95% bootstrap intervals)", "",
+             "Chance is 0.5. *Annotators* is agreement with the annotators' noisy choices; "
+             "*true order* (synthetic data only) is agreement with the latent quality.", "",
+             "| master vector | annotators | annotators, both photos held out | true order | "
+             "true order, both held out | ECE | scale |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in rater["vectors"].items():
+        if not v["available"]:
+            lines.append(f"| {name} | unavailable ({v['description']}) | | | | | |")
+            continue
+        lines.append(f"| {name} | {_acc(v, 'accuracy_labels')} | "
+                     f"{_acc(v, 'accuracy_labels_strict')} | {_acc(v, 'accuracy_truth')} | "
+                     f"{_acc(v, 'accuracy_truth_strict')} | {v['ece']:.3f} | {v['scale']:.3g} |")
+    learned = rater["vectors"][LEARNED]
+    if "oracle_accuracy_labels" in learned:
+        lines += ["", f"Oracle (the true quality) agrees with the annotators on "
+                  f"{learned['oracle_accuracy_labels']:.3f} of the same test pairs: the ceiling "
+                  "any rater can reach against their noisy choices."]
+    lines += ["", "## Calibration", "",
+              f"Learned vector: ECE {learned['ece']:.3f} over {rater['test_pairs']} test pairs; "
+              f"a perfectly calibrated predictor would show about "
+              f"{learned['ece_noise_floor']:.3f} on as many pairs (sampling noise).", "",
+              pd.DataFrame(learned["reliability"]).to_markdown(index=False, floatfmt=".3f"), "",
+              "## Cosine with the learned vector", ""]
+    lines += [f"- {name}: {c:.3f}" for name, c in metrics["cosines"].items()]
+    album = pd.DataFrame(metrics["album"])
+    lines += ["", f"## Example album: {int(album['chosen'].sum())} of "
+              f"{metrics['album_offered']} test photos", "",
+              album[["photo", "score", "chosen", "reason"]].to_markdown(index=False,
+                                                                        floatfmt=".3f"),
+              "", "## Figures", ""]
+    lines += [f"- {title}: `{path}`" for title, path in figures.items()]
+    return "\n".join(lines) + "\n"
