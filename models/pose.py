@@ -267,9 +267,10 @@ class SimilaritySettings:
     finetune_frozen_stages: int
     seeds: dict[str, int]
 
-    def key(self, name: str) -> str:
-        """A short name of the settings a variant trains with (its resume checkpoint's name)."""
-        fields = (self.backbone, self.image_size, self.batch_size, self.epochs, self.lr,
+    def key(self, name: str, data: str) -> str:
+        """A short name of the data and settings a variant trains with (its resume checkpoint's
+        name), so a rerun resumes only the same training."""
+        fields = (data, self.backbone, self.image_size, self.batch_size, self.epochs, self.lr,
                   self.patience, self.finetune_size, self.finetune_epochs, self.finetune_lr,
                   self.finetune_frozen_stages, self.seeds[name])
         return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
@@ -318,6 +319,9 @@ def train_variants(images: pd.DataFrame, pairs: pd.DataFrame, poses: pd.DataFram
     paths = [data_root / p for p in images["normalised_path"]]
     p = torch.from_numpy(pose_vectors(poses, ids))
     split_pairs = _index_pairs(pairs, index)
+    data_key = hashlib.sha256(pd.util.hash_pandas_object(
+        pairs[["split", "a", "b", "label"]], index=False).to_numpy().tobytes()
+        + p.numpy().tobytes()).hexdigest()[:16]
     inputs: dict[bool, torch.Tensor] = {}
     trunk = build_trunk(settings.backbone)
     start = time.perf_counter()
@@ -352,7 +356,7 @@ def train_variants(images: pd.DataFrame, pairs: pd.DataFrame, poses: pd.DataFram
             train = TrainSettings(settings.epochs, settings.lr, settings.batch_size,
                                   settings.patience, seed=seed)
         data = PairData(inputs[finetuned], p, split_pairs)
-        checkpoint = out_dir / "resume" / f"{name}-{settings.key(name)}.pt"
+        checkpoint = out_dir / "resume" / f"{name}-{settings.key(name, data_key)}.pt"
         if not resume:
             checkpoint.unlink(missing_ok=True)
         start = time.perf_counter()
