@@ -325,12 +325,19 @@ def train_variants(images: pd.DataFrame, pairs: pd.DataFrame, poses: pd.DataFram
     inputs: dict[bool, torch.Tensor] = {}
     trunk = build_trunk(settings.backbone)
     start = time.perf_counter()
-    if any(not ft for _, ft, _ in variants):
-        inputs[False] = torch.from_numpy(extract_features(
-            trunk, load_images(paths, settings.image_size), device, 64))
     if any(ft for _, ft, _ in variants):
         inputs[True] = trunk_prefix(trunk, load_images(paths, settings.finetune_size),
                                     settings.finetune_frozen_stages, device)
+    if any(not ft for _, ft, _ in variants):
+        if True in inputs and settings.image_size == settings.finetune_size:
+            # the pretrained suffix on the cached prefix maps is the whole trunk: one pass
+            with torch.no_grad():
+                suffix = TrunkSuffix(trunk, settings.finetune_frozen_stages).to(device).eval()
+                inputs[False] = torch.cat([suffix(inputs[True][i:i + 64].to(device)).cpu()
+                                           for i in range(0, len(ids), 64)])
+        else:
+            inputs[False] = torch.from_numpy(extract_features(
+                trunk, load_images(paths, settings.image_size), device, 64))
     log(f"trunk inputs for {len(ids)} images in {time.perf_counter() - start:.1f} s")
 
     test_ids = images.loc[images["split"] == "test", "image_id"].tolist()
