@@ -188,16 +188,17 @@ def landmark_images(catalog: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- pairs
 def split_sites(sites: Sequence[str], fractions: Mapping[str, float], seed: int) -> dict[str, str]:
-    """Site -> split: sites shuffled (seeded) and cut by the fractions, each split non-empty
-    when there are at least three sites."""
+    """Site -> split: sites shuffled (seeded) and cut by the fractions, each split keeping at
+    least one site (so at least three sites are needed)."""
     unique = sorted(set(sites))
+    if len(unique) < 3:
+        raise ValueError(f"splitting by site needs at least 3 sites, got {unique}")
     order = [unique[i] for i in rng(seed, "pose", "site_split").permutation(len(unique))]
     total = sum(fractions[s] for s in SPLITS)
     counts = [max(1, round(fractions[s] / total * len(order))) for s in SPLITS[1:]]
-    if len(order) >= 3:
-        while len(order) - sum(counts) < 1:  # the train split keeps at least one site
-            counts[int(np.argmax(counts))] -= 1
-    n_val, n_test = counts if len(order) >= 3 else (0, 0)
+    while len(order) - sum(counts) < 1:  # the train split keeps at least one site
+        counts[int(np.argmax(counts))] -= 1
+    n_val, n_test = counts
     n_train = len(order) - n_val - n_test
     names = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
     return dict(zip(order, names, strict=True))

@@ -87,6 +87,10 @@ def test_pairs_are_balanced_split_by_site_seeded_and_typed():
     images = _images()
     split = P.split_sites(images["site"], {"train": 0.6, "val": 0.2, "test": 0.2}, 5)
     assert sorted(collections.Counter(split.values()).values()) == [1, 1, 4]
+    assert sorted(P.split_sites(["a", "b", "c"], {"train": 0.6, "val": 0.2, "test": 0.2},
+                                5).values()) == ["test", "train", "val"]
+    with pytest.raises(ValueError, match="at least 3 sites"):
+        P.split_sites(["a", "b", "a"], {"train": 0.6, "val": 0.2, "test": 0.2}, 5)
     mix = {"other_pose": 0.5, "no_person": 0.25, "other_site": 0.25}
     pairs = P.make_pairs(images, split, mix, 5)
     assert pairs["label"].sum() * 2 == len(pairs)
