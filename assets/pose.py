@@ -176,29 +176,28 @@ class LandmarkPairsConfig(dg.Config):
     **PAIRS_STAGE.asset_kwargs(),
     description="Balanced positive/negative photo pairs (positives: same site and pose; "
     "negatives: same site with another pose or _zz, or another site), split train/val/test by "
-    "site so that no image is in two splits; seeded; counts per split and type.",
+    "site (by Site::Pose folder below 3 sites) so that no image is in two splits; seeded; "
+    "counts per split and type.",
 )
 def landmark_pairs(config: LandmarkPairsConfig, data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
-    from lenslab.pose import landmark_images, make_pairs, pair_counts, split_sites
+    from lenslab.pose import assign_splits, landmark_images, make_pairs, pair_counts
 
     layout = _layout(data_root)
     images = landmark_images(pd.read_parquet(data_root.layout().catalog))
-    split_of_site = split_sites(images["site"], {"train": config.train, "val": config.val,
-                                                 "test": config.test}, config.seed)
-    images["split"] = images["site"].map(split_of_site)
-    pairs = make_pairs(images, split_of_site, {"other_pose": config.other_pose,
-                                               "no_person": config.no_person,
-                                               "other_site": config.other_site}, config.seed)
+    images["group"], images["split"] = assign_splits(
+        images, {"train": config.train, "val": config.val, "test": config.test}, config.seed)
+    pairs = make_pairs(images, {"other_pose": config.other_pose, "no_person": config.no_person,
+                                "other_site": config.other_site}, config.seed)
     write_parquet(layout.images, images)
     write_parquet(layout.pairs, pairs)
     counts = pair_counts(pairs)
     return dg.MaterializeResult(metadata={
         "pairs": len(pairs), "positives": int(pairs["label"].sum()),
-        "sites_per_split": dg.MetadataValue.json(
-            {s: sorted(k for k, v in split_of_site.items() if v == s) for s in
+        "groups_per_split": dg.MetadataValue.json(
+            {s: sorted(images.loc[images["split"] == s, "group"].unique()) for s in
              ("train", "val", "test")}),
-        "split_seed": derive_seed(config.seed, "pose", "site_split"),
+        "split_seed": derive_seed(config.seed, "pose", "group_split"),
         "counts": dg.MetadataValue.md(counts.to_markdown()),
         "path": path_value(layout.pairs),
         "preview": table_preview(pairs),

@@ -9,8 +9,8 @@ in view. ``backend`` records who produced each row.
 
 Pairs follow the seed (positives = all 2-combinations of a Site::Pose folder) with its weaknesses
 fixed: negatives mix the seed's hard negatives (same site, another pose or ``_zz``) with
-different-site ones, and the split is by *site*, so no image, and no background, is in two
-splits (the seed split pairs 90/10 and leaked images).
+different-site ones, and the split is by *site* (see :func:`image_groups`), so no image, and no
+background, is in two splits (the seed split pairs 90/10 and leaked images).
 """
 
 from __future__ import annotations
@@ -187,13 +187,22 @@ def landmark_images(catalog: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------- pairs
-def split_sites(sites: Sequence[str], fractions: Mapping[str, float], seed: int) -> dict[str, str]:
-    """Site -> split: sites shuffled (seeded) and cut by the fractions, each split keeping at
-    least one site (so at least three sites are needed)."""
-    unique = sorted(set(sites))
+def image_groups(images: pd.DataFrame) -> pd.Series:
+    """The unit a split keeps whole: the site, so no background is in two splits; with fewer
+    than three sites (tiny synthetic scales) the Site::Pose folder, so still no image is."""
+    if images["site"].nunique() >= 3:
+        return images["site"].astype(str)
+    return images["site"].astype(str) + "::" + images["pose"].astype(str)
+
+
+def split_groups(groups: Sequence[str], fractions: Mapping[str, float],
+                 seed: int) -> dict[str, str]:
+    """Group -> split: groups shuffled (seeded) and cut by the fractions, each split keeping at
+    least one group (so at least three groups are needed)."""
+    unique = sorted(set(groups))
     if len(unique) < 3:
-        raise ValueError(f"splitting by site needs at least 3 sites, got {unique}")
-    order = [unique[i] for i in rng(seed, "pose", "site_split").permutation(len(unique))]
+        raise ValueError(f"a train/val/test split needs at least 3 groups, got {unique}")
+    order = [unique[i] for i in rng(seed, "pose", "group_split").permutation(len(unique))]
     total = sum(fractions[s] for s in SPLITS)
     counts = [max(1, round(fractions[s] / total * len(order))) for s in SPLITS[1:]]
     while len(order) - sum(counts) < 1:  # the train split keeps at least one site
@@ -204,16 +213,31 @@ def split_sites(sites: Sequence[str], fractions: Mapping[str, float], seed: int)
     return dict(zip(order, names, strict=True))
 
 
-def make_pairs(images: pd.DataFrame, split_of_site: Mapping[str, str],
-               negative_mix: Mapping[str, float], seed: int) -> pd.DataFrame:
+def assign_splits(images: pd.DataFrame, fractions: Mapping[str, float],
+                  seed: int) -> tuple[pd.Series, pd.Series]:
+    """(group, split) per image. By site, groups are cut as :func:`split_groups` does; by
+    folder (fewer than three sites), the pose folders are, so every split has positives, and the
+    ``_zz`` folders are dealt to the splits in turn, test first."""
+    groups = image_groups(images)
+    if images["site"].nunique() >= 3:
+        return groups, groups.map(split_groups(groups, fractions, seed))
+    posed = groups[images["has_person"].to_numpy()]
+    split_of = split_groups(posed, fractions, seed)
+    empty = sorted(set(groups[~images["has_person"].to_numpy()]))
+    deal = ("test", "val", "train")  # the small splits first: they need negatives most
+    split_of |= {g: deal[i % len(deal)] for i, g in enumerate(empty)}
+    return groups, groups.map(split_of)
+
+
+def make_pairs(images: pd.DataFrame, negative_mix: Mapping[str, float],
+               seed: int) -> pd.DataFrame:
     """Positives: every 2-combination inside a Site::Pose folder. One negative per positive, with
     the same anchor, its kind drawn from ``negative_mix`` among the kinds possible in the split:
     ``other_pose`` (same site, another pose), ``no_person`` (same site, ``_zz``), ``other_site``.
-    Pairs only join images of the same split."""
+    Pairs only join images of the same split (``images["split"]``)."""
     kinds = [k for k in NEGATIVE_KINDS if negative_mix.get(k, 0) > 0]
     if not kinds:
         raise ValueError(f"negative_mix needs a positive weight for one of {NEGATIVE_KINDS}")
-    images = images.assign(split=images["site"].map(split_of_site))
     rows = []
     for split in SPLITS:
         part = images[images["split"] == split]

@@ -85,14 +85,17 @@ def _images(sites=6, poses=2, per_pose=3, empty=2) -> pd.DataFrame:
 
 def test_pairs_are_balanced_split_by_site_seeded_and_typed():
     images = _images()
-    split = P.split_sites(images["site"], {"train": 0.6, "val": 0.2, "test": 0.2}, 5)
+    fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+    assert (P.image_groups(images) == images["site"]).all()
+    split = P.split_groups(P.image_groups(images), fractions, 5)
     assert sorted(collections.Counter(split.values()).values()) == [1, 1, 4]
-    assert sorted(P.split_sites(["a", "b", "c"], {"train": 0.6, "val": 0.2, "test": 0.2},
-                                5).values()) == ["test", "train", "val"]
-    with pytest.raises(ValueError, match="at least 3 sites"):
-        P.split_sites(["a", "b", "a"], {"train": 0.6, "val": 0.2, "test": 0.2}, 5)
+    images["split"] = images["site"].map(split)
+    assert sorted(P.split_groups(["a", "b", "c"], fractions, 5).values()) == ["test", "train",
+                                                                              "val"]
+    with pytest.raises(ValueError, match="at least 3 groups"):
+        P.split_groups(["a", "b", "a"], fractions, 5)
     mix = {"other_pose": 0.5, "no_person": 0.25, "other_site": 0.25}
-    pairs = P.make_pairs(images, split, mix, 5)
+    pairs = P.make_pairs(images, mix, 5)
     assert pairs["label"].sum() * 2 == len(pairs)
     pos = pairs[pairs["label"] == 1]
     assert len(pos) == 6 * 2 * 3  # C(3, 2) per folder
@@ -103,13 +106,26 @@ def test_pairs_are_balanced_split_by_site_seeded_and_typed():
     assert (neg.loc[neg["kind"] == "other_site", "site_a"]
             != neg.loc[neg["kind"] == "other_site", "site_b"]).all()
     assert P.images_in_several_splits(pairs, images) == []
-    assert pairs.equals(P.make_pairs(images, split, mix, 5))
-    assert not pairs.equals(P.make_pairs(images, split, mix, 6))
+    assert pairs.equals(P.make_pairs(images, mix, 5))
+    assert not pairs.equals(P.make_pairs(images, mix, 6))
     counts = P.pair_counts(pairs)
     assert counts.loc["train", "total"] == 2 * counts.loc["train", "positive"]
     # a pair-level split (the seed's) leaks images, and the check sees it
     leaky = pairs.assign(split=np.where(np.arange(len(pairs)) % 10 == 0, "val", "train"))
     assert P.images_in_several_splits(leaky, images)
+
+
+def test_two_sites_split_by_folder_and_still_no_image_is_in_two_splits():
+    images = _images(sites=2, poses=3)
+    assert P.image_groups(images).nunique() == 8  # 2 sites x (3 poses + _zz)
+    for seed in range(5):
+        groups, split = P.assign_splits(images, {"train": 0.6, "val": 0.2, "test": 0.2}, seed)
+        assert (split.groupby(groups).nunique() == 1).all()  # a group stays whole
+        pairs = P.make_pairs(images.assign(split=split), {"other_pose": 1, "no_person": 1,
+                                                          "other_site": 1}, seed)
+        for name in ("train", "val", "test"):  # positives and negatives everywhere
+            assert set(pairs.loc[pairs["split"] == name, "label"]) == {0, 1}
+        assert P.images_in_several_splits(pairs, images.assign(split=split)) == []
 
 
 def test_role_model_is_the_earliest_earlier_photo_called_similar():
