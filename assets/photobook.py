@@ -13,6 +13,7 @@ from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.seeding import derive_seed
+from orchestration.automation import REPORT_FRESHNESS
 from orchestration.gpu import GPU_ASSET
 from orchestration.resources import DataRoot, TorchDevice
 from orchestration.stages import Stage
@@ -316,6 +317,7 @@ class PhotobookReportConfig(dg.Config):
     group_name=GROUP, kinds={"python", "matplotlib"},
     deps=[image_catalog, image_embeddings, master_vectors, photobook_rater],
     **REPORT_STAGE.asset_kwargs(),
+    freshness_policy=REPORT_FRESHNESS,
     description="Held-out pairwise accuracy of each master vector beside chance and the oracle, "
     "cosine between prompt and learned vectors, the reliability diagram and an example album "
     "(best N of M test photos, near-duplicates skipped, with reasons): metrics.json, report.md, "

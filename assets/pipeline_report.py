@@ -9,6 +9,7 @@ import pandas as pd
 from assets.catalog import image_catalog
 from assets.metadata import path_value
 from assets.photobook import photobook_report
+from assets.pose import similarity_report
 from assets.selfie import selfie_report
 from assets.style import style_report
 from lenslab.params import REPO_ROOT
@@ -24,7 +25,7 @@ STAGE = Stage(
     metrics=(f"{FOLDER}/metrics.json",),
     plots=(f"{FOLDER}/headlines.png",),
 )
-REPORTS = [style_report, selfie_report, photobook_report]
+REPORTS = [style_report, selfie_report, photobook_report, similarity_report]
 
 
 @dg.asset(

@@ -80,11 +80,28 @@ def _photobook(m: Mapping[str, Any]) -> list[Headline]:
     return rows
 
 
+def _pose(m: Mapping[str, Any]) -> list[Headline]:
+    models = m["models"]
+    return [
+        Headline("pose", "same site and pose, accuracy (test)", "siamese + pose branch (frozen)",
+                 models["frozen_pose"]["accuracy"], "siamese, image only (frozen)",
+                 models["frozen"]["accuracy"],
+                 "val 58 % image only, 68 % with pose (82 val pairs, no test)"),
+        Headline("pose", "same site and pose, ROC-AUC (test)", "siamese + pose branch (frozen)",
+                 models["frozen_pose"]["roc_auc"], "siamese, image only (frozen)",
+                 models["frozen"]["roc_auc"], ""),
+        Headline("pose", "accuracy (test), fine-tuned trunk", "siamese + pose branch",
+                 models["finetuned_pose"]["accuracy"], "siamese, image only",
+                 models["finetuned"]["accuracy"], "val 65 % image only, 76 % with pose"),
+    ]
+
+
 # system -> (report folder under data/, headline extractor)
 HEADLINES: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[Headline]]]] = {
     "style": ("reports/style", _style),
     "selfie": ("reports/selfie", _selfie),
     "photobook": ("reports/photobook", _photobook),
+    "pose": ("reports/pose", _pose),
 }
 
 

@@ -7,6 +7,7 @@ from assets.catalog import catalog_checks, image_catalog
 from assets.ingestion import ingestion_assets
 from assets.photobook import photobook_assets, photobook_checks
 from assets.pipeline_report import pipeline_report
+from assets.pose import pose_assets, pose_checks
 from assets.selfie import selfie_assets, selfie_checks
 from assets.style import style_assets
 from orchestration.automation import build_new_data_sensor, retrain_changed
@@ -14,8 +15,8 @@ from orchestration.executors import build_executor
 from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
 all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets,
-              *photobook_assets, pipeline_report]
-all_checks = [*catalog_checks, *selfie_checks, *photobook_checks]
+              *photobook_assets, *pose_assets, pipeline_report]
+all_checks = [*catalog_checks, *selfie_checks, *photobook_checks, *pose_checks]
 
 pipeline_job = dg.define_asset_job(
     "pipeline",

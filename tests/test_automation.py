@@ -143,3 +143,10 @@ def test_a_missing_output_on_disk_is_a_change(tmp_path, missing, instance):
     graph = dg.Definitions(assets=[x_report]).resolve_asset_graph()
     reasons = changed_assets(instance, graph, data_root=tmp_path)
     assert reasons == ({dg.AssetKey("x_report"): "output missing: reports/x"} if missing else {})
+
+
+def test_every_report_carries_the_freshness_policy():
+    reports = [s for s in real_defs.resolve_all_asset_specs() if s.key.path[-1].endswith("report")]
+    assert len(reports) >= 5
+    for spec in reports:
+        assert spec.freshness_policy is not None, spec.key
