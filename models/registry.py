@@ -62,7 +62,7 @@ def register(data_root: Path, family: str, model: nn.Module, *, card: dict[str, 
     tmp = family_dir(data_root, family) / f".tmp-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
     save_state(model, tmp / "weights.pt")
     digest = hashlib.sha256((tmp / "weights.pt").read_bytes()).hexdigest()
-    version = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{digest[:8]}"
+    version = f"{created.strftime('%Y%m%dT%H%M%S%fZ')}-{digest[:8]}"  # unique per write
     final = family_dir(data_root, family) / version
     full = {**card, "family": family, "version": version, "created": created.isoformat(),
             "card_format": FAMILIES[family][1], "weights": "weights.pt",
