@@ -3,14 +3,16 @@
 
 import dagster as dg
 
+from assets.aesthetics import aesthetics_assets, aesthetics_checks
 from assets.catalog import catalog_checks, image_catalog
 from assets.ingestion import ingestion_assets
 from assets.selfie import selfie_assets, selfie_checks
 from assets.style import style_assets
 from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
-all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets]
-all_checks = [*catalog_checks, *selfie_checks]
+all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets,
+              *aesthetics_assets]
+all_checks = [*catalog_checks, *selfie_checks, *aesthetics_checks]
 
 pipeline_job = dg.define_asset_job(
     "pipeline",
