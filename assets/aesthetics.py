@@ -227,6 +227,8 @@ class PersonalConfig(NetConfig):
     lr_head: float = Field(default=param("aesthetics.personal.lr.head"))
     lr_full: float = Field(default=param("aesthetics.personal.lr.full"))
     lr_adapters: float = Field(default=param("aesthetics.personal.lr.adapters"))
+    lr_shots: int = Field(default=param("aesthetics.personal.lr_shots"),
+                          description="Learning rates scale by min(1, k / lr_shots).")
 
 
 @dg.asset(
@@ -260,7 +262,8 @@ def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
     torch_device = device.torch_device()
     settings = PersonalSettings(config.steps, config.holdout,
                                 {"head": config.lr_head, "full": config.lr_full,
-                                 "adapters": config.lr_adapters}, config.anchor)
+                                 "adapters": config.lr_adapters}, config.anchor,
+                                config.lr_shots)
     rows = []
     for (worker, k, rep), draw in draws.groupby(["worker", "k", "repeat"], sort=True):
         shot, held = draw[draw["role"] == "shot"], draw[draw["role"] == "heldout"]
@@ -505,8 +508,8 @@ def aesthetics_report(context: dg.AssetExecutionContext,
     enhancement_figure(enhanced.head(4), layout.enhanced, figures["example enhancements"])
     metrics = {"split": split, "generic": generic, "results": table, "parameters": params,
                "enhancement": enhancement, "skipped": split["skipped"],
-               "seconds_per_run": results.groupby(["k", "method"])["seconds"].median()
-               .rename(lambda x: str(x)).to_dict()}
+               "seconds_per_run": {f"k={k} {m}": float(v) for (k, m), v in
+                                   results.groupby(["k", "method"])["seconds"].median().items()}}
     md = report_markdown(metrics, {k: v.relative_to(root).as_posix() for k, v in figures.items()})
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", md)

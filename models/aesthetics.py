@@ -220,7 +220,7 @@ def train_generic(net: AestheticNet, train: tuple[torch.Tensor, torch.Tensor],
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         rho = spearman(y_val.numpy(), predict(net, x_val, device))
         history.append({"epoch": epoch, "train_mse": round(total / len(x), 4),
                         "val_spearman": round(rho, 4)})
@@ -237,12 +237,15 @@ def train_generic(net: AestheticNet, train: tuple[torch.Tensor, torch.Tensor],
 @dataclass(frozen=True)
 class PersonalSettings:
     """steps: most full-batch Adam steps; holdout: share of the k shots kept aside to pick the
-    step (0 allowed: stay at the generic model); anchor: L2 pull toward the generic weights."""
+    step (0 allowed: stay at the generic model); anchor: L2 pull toward the generic weights;
+    lr_shots: the learning rate scales by min(1, k / lr_shots), so a user with few ratings moves
+    less far from the generic model (the stopping split of a few shots is too small to trust)."""
 
     steps: int
     holdout: float
     lr: dict[str, float]
     anchor: float
+    lr_shots: int = 100  # the learning rates are for this many shots; fewer shots, smaller steps
 
 
 def personalise(generic: AestheticNet, method: str, x: torch.Tensor, y: torch.Tensor,
@@ -278,7 +281,8 @@ def personalise(generic: AestheticNet, method: str, x: torch.Tensor, y: torch.Te
         net.head.bias += y[fit].mean() - scores(fit).mean()
         best = (float(((scores(stop) - y[stop]) ** 2).mean()), 0)
     best_state = [p.detach().clone() for p in trained]
-    opt = torch.optim.Adam(trained, lr=settings.lr[method])
+    lr = settings.lr[method] * min(1.0, len(x) / settings.lr_shots)
+    opt = torch.optim.Adam(trained, lr=lr)
     for step in range(1, settings.steps + 1):
         loss = nn.functional.mse_loss(scores(fit), y[fit])
         loss = loss + settings.anchor * sum(((p - s) ** 2).sum()

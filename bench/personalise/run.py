@@ -31,7 +31,8 @@ def bench(device: torch.device, k: int, workers: int, steps: int) -> list[dict[s
     generic = AestheticNet(trunk, cut).eval()
     settings = PersonalSettings(steps, param("aesthetics.personal.holdout"),
                                 dict(param("aesthetics.personal.lr")),
-                                param("aesthetics.personal.anchor"))
+                                param("aesthetics.personal.anchor"),
+                                param("aesthetics.personal.lr_shots"))
     g = torch.Generator().manual_seed(0)
     rows = []
     for method in METHODS:
