@@ -229,6 +229,8 @@ class PersonalConfig(NetConfig):
     lr_adapters: float = Field(default=param("aesthetics.personal.lr.adapters"))
     lr_shots: int = Field(default=param("aesthetics.personal.lr_shots"),
                           description="Learning rates scale by min(1, k / lr_shots).")
+    min_stop: int = Field(default=param("aesthetics.personal.min_stop"),
+                          description="Held-aside shots needed to accept any change.")
 
 
 @dg.asset(
@@ -263,7 +265,7 @@ def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
     settings = PersonalSettings(config.steps, config.holdout,
                                 {"head": config.lr_head, "full": config.lr_full,
                                  "adapters": config.lr_adapters}, config.anchor,
-                                config.lr_shots)
+                                config.lr_shots, config.min_stop)
     rows = []
     for (worker, k, rep), draw in draws.groupby(["worker", "k", "repeat"], sort=True):
         shot, held = draw[draw["role"] == "shot"], draw[draw["role"] == "heldout"]

@@ -239,13 +239,15 @@ class PersonalSettings:
     """steps: most full-batch Adam steps; holdout: share of the k shots kept aside to pick the
     step (0 allowed: stay at the generic model); anchor: L2 pull toward the generic weights;
     lr_shots: the learning rate scales by min(1, k / lr_shots), so a user with few ratings moves
-    less far from the generic model (the stopping split of a few shots is too small to trust)."""
+    less far from the generic model; min_stop: with fewer held-aside shots than this the step
+    cannot be validated and the user keeps the generic model (step 0)."""
 
     steps: int
     holdout: float
     lr: dict[str, float]
     anchor: float
     lr_shots: int = 100  # the learning rates are for this many shots; fewer shots, smaller steps
+    min_stop: int = 5  # fewer held-aside shots than this cannot validate a change: keep generic
 
 
 def personalise(generic: AestheticNet, method: str, x: torch.Tensor, y: torch.Tensor,
@@ -262,6 +264,8 @@ def personalise(generic: AestheticNet, method: str, x: torch.Tensor, y: torch.Te
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_stop = max(1, round(settings.holdout * len(x)))
     stop, fit = order[:n_stop], order[n_stop:]
+    if n_stop < settings.min_stop:  # too few shots to tell a gain from noise
+        return net.requires_grad_(False).eval(), 0
     x, y = x.to(device), y.to(device).float()
     params = dict(net.named_parameters())
     names = personal_names(net, method)

@@ -78,7 +78,8 @@ def test_adapters_start_exactly_at_the_generic_model_and_are_small(generic, tmp_
         ".adapter." in n or "head." in n or ".weight" in n or ".bias" in n for n in names)
     # train a little, store only the user's parameters, load them on top of the shared model
     y = torch.linspace(1, 5, 6)
-    settings = A.PersonalSettings(steps=5, holdout=0.34, lr={"adapters": 1e-2}, anchor=0.0)
+    settings = A.PersonalSettings(steps=5, holdout=0.34, lr={"adapters": 1e-2}, anchor=0.0,
+                                  lr_shots=6, min_stop=1)
     tuned, _ = A.personalise(net, "adapters", x, y, settings, seed=0, device=CPU)
     path = tmp_path / "user.pt"
     torch.save(A.personal_state(tuned, "adapters"), path)
@@ -91,14 +92,21 @@ def test_adapters_start_exactly_at_the_generic_model_and_are_small(generic, tmp_
 
 def test_personalisation_never_moves_when_the_shots_say_nothing(generic):
     _, net = generic
-    x = torch.randn(10, 160, 2, 2)
-    y = torch.full((10,), 3.0)  # constant ratings: nothing to learn, step 0 must win
-    settings = A.PersonalSettings(steps=3, holdout=0.2, lr=dict.fromkeys(A.METHODS, 1e-2),
-                                  anchor=1e-3)
+    x = torch.randn(20, 160, 2, 2)
+    y = torch.full((20,), 3.0)  # constant ratings: nothing to learn, step 0 must win
+    settings = A.PersonalSettings(steps=3, holdout=0.25, lr=dict.fromkeys(A.METHODS, 1e-2),
+                                  anchor=1e-3, lr_shots=20, min_stop=5)
     for method in A.METHODS:
         tuned, steps = A.personalise(net, method, x, y, settings, seed=1, device=CPU)
         assert steps == 0, method
         assert A.spearman(A.predict(net, x, CPU), A.predict(tuned, x, CPU)) > 0.999
+    # too few held-aside shots to validate anything: the generic model, untouched
+    y = torch.linspace(1, 5, 20)
+    few = A.PersonalSettings(steps=3, holdout=0.2, lr={"full": 1e-2}, anchor=0.0, min_stop=5)
+    tuned, steps = A.personalise(net, "full", x[:10], y[:10], few, seed=1, device=CPU)
+    assert steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(tuned.stages.parameters(),
+                                                  net.stages.parameters(), strict=True))
 
 
 def _photos(size: int) -> list[torch.Tensor]:

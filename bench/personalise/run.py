@@ -32,7 +32,8 @@ def bench(device: torch.device, k: int, workers: int, steps: int) -> list[dict[s
     settings = PersonalSettings(steps, param("aesthetics.personal.holdout"),
                                 dict(param("aesthetics.personal.lr")),
                                 param("aesthetics.personal.anchor"),
-                                param("aesthetics.personal.lr_shots"))
+                                param("aesthetics.personal.lr_shots"),
+                                param("aesthetics.personal.min_stop"))
     g = torch.Generator().manual_seed(0)
     rows = []
     for method in METHODS:
