@@ -37,7 +37,7 @@ SALIENCY_STAGE = Stage(outs=("aesthetics/saliency",),
                        params=("seed", *NET, "aesthetics.saliency"))
 REPORT_STAGE = Stage(outs=("reports/aesthetics",),
                      code=(*CODE, "models/aesthetics.py", "lenslab/aesthetics_figures.py"),
-                     params=("aesthetics.enhance",))
+                     params=("aesthetics.enhance", "aesthetics.personal"))
 
 
 def _layout(data_root: DataRoot):
@@ -508,7 +508,10 @@ def aesthetics_report(context: dg.AssetExecutionContext,
                "saliency (generic vs personal)": layout.saliency / "saliency.png"}
     delta_figure(per_worker, figures["Δ Spearman per worker"])
     enhancement_figure(enhanced.head(4), layout.enhanced, figures["example enhancements"])
+    recipe = {"holdout": param("aesthetics.personal.holdout"),
+              "min_stop": param("aesthetics.personal.min_stop")}
     metrics = {"split": split, "generic": generic, "results": table, "parameters": params,
+               "recipe": recipe,
                "enhancement": enhancement, "skipped": split["skipped"],
                "seconds_per_run": {f"k={k} {m}": float(v) for (k, m), v in
                                    results.groupby(["k", "method"])["seconds"].median().items()}}

@@ -178,7 +178,11 @@ def report_markdown(metrics: dict, figures: dict[str, str]) -> str:
              f"Generic model: validation Spearman {metrics['generic']['val_spearman']:.3f} "
              f"(ridge head on the frozen network: {metrics['generic']['ridge_val_spearman']:.3f}).",
              "", "## Change in Spearman over the generic model, per test worker",
-             "", "Held-out images of each test worker; a worker's value is the mean over repeats.",
+             "", "Held-out images of each test worker; a worker's value is the mean over repeats. "
+             "Every method starts at the generic model; a change is kept only when it lowers the "
+             f"MSE on {metrics['recipe']['holdout']:.0%} of the shots held aside, and with fewer "
+             f"than {metrics['recipe']['min_stop']} held-aside shots the user keeps the generic "
+             "model (steps = 0).",
              "", "| k | method | median Δ | mean ± sd Δ | improved | generic ρ (median) | "
              "personal ρ (median) | steps (median) |", "|---|---|---|---|---|---|---|---|"]
     for row in metrics["results"]:
