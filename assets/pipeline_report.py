@@ -6,6 +6,7 @@ import json
 import dagster as dg
 import pandas as pd
 
+from assets.aesthetics import aesthetics_report
 from assets.catalog import image_catalog
 from assets.metadata import path_value
 from assets.photobook import photobook_report
@@ -25,7 +26,7 @@ STAGE = Stage(
     metrics=(f"{FOLDER}/metrics.json",),
     plots=(f"{FOLDER}/headlines.png",),
 )
-REPORTS = [style_report, selfie_report, photobook_report, similarity_report]
+REPORTS = [style_report, selfie_report, photobook_report, similarity_report, aesthetics_report]
 
 
 @dg.asset(

@@ -96,12 +96,26 @@ def _pose(m: Mapping[str, Any]) -> list[Headline]:
     ]
 
 
+def _aesthetics(m: Mapping[str, Any]) -> list[Headline]:
+    rows = {(r["k"], r["method"]): r for r in m["results"]}
+    out = []
+    for k, seed in ((100, "no numbers (notebooks cleared); Ren et al.: +0.039 Spearman at k=100"),
+                    (10, "")):
+        if (k, "adapters") in rows:
+            r = rows[(k, "adapters")]
+            out.append(Headline("aesthetics", f"median per-worker Spearman, k={k} (held-out)",
+                                "residual adapters", r["personal_rho"], "generic model",
+                                r["generic_rho"], seed))
+    return out
+
+
 # system -> (report folder under data/, headline extractor)
 HEADLINES: dict[str, tuple[str, Callable[[Mapping[str, Any]], list[Headline]]]] = {
     "style": ("reports/style", _style),
     "selfie": ("reports/selfie", _selfie),
     "photobook": ("reports/photobook", _photobook),
     "pose": ("reports/pose", _pose),
+    "aesthetics": ("reports/aesthetics", _aesthetics),
 }
 
 

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from assets.aesthetics import aesthetics_assets, aesthetics_checks
 from assets.catalog import catalog_checks, image_catalog
 from assets.ingestion import ingestion_assets
 from assets.photobook import photobook_assets, photobook_checks
@@ -15,8 +16,9 @@ from orchestration.executors import build_executor
 from orchestration.resources import DataRoot, HttpClient, TorchDevice
 
 all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets,
-              *photobook_assets, *pose_assets, pipeline_report]
-all_checks = [*catalog_checks, *selfie_checks, *photobook_checks, *pose_checks]
+              *photobook_assets, *pose_assets, *aesthetics_assets, pipeline_report]
+all_checks = [*catalog_checks, *selfie_checks, *photobook_checks, *pose_checks,
+              *aesthetics_checks]
 
 pipeline_job = dg.define_asset_job(
     "pipeline",
