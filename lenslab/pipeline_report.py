@@ -101,11 +101,16 @@ def _aesthetics(m: Mapping[str, Any]) -> list[Headline]:
     out = []
     for k, seed in ((100, "no numbers (notebooks cleared); Ren et al.: +0.039 Spearman at k=100"),
                     (10, "")):
-        if (k, "adapters") in rows:
-            r = rows[(k, "adapters")]
-            out.append(Headline("aesthetics", f"median per-worker Spearman, k={k} (held-out)",
-                                "residual adapters", r["personal_rho"], "generic model",
-                                r["generic_rho"], seed))
+        if (k, "adapters") not in rows:
+            continue
+        r = rows[(k, "adapters")]
+        out.append(Headline("aesthetics", f"median per-worker Spearman, k={k} (held-out)",
+                            "residual adapters", r["personal_rho"], "generic model",
+                            r["generic_rho"], seed))
+        if (k, "head") in rows:
+            out.append(Headline("aesthetics", f"median per-worker Δ Spearman, k={k}",
+                                "residual adapters", r["median"], "head only",
+                                rows[(k, "head")]["median"], ""))
     return out
 
 

@@ -165,22 +165,9 @@ FAST = {"rater_splits": {"ks": [10, 100, 200], "repeats": [1, 1, 1]},
 @pytest.mark.slow
 def test_aesthetics_pipeline_materialises(tmp_path):
     from assets.aesthetics import aesthetics_assets, aesthetics_checks
-    from assets.ingestion import ingestion_assets
-    from lenslab.catalog import build_catalog, write_catalog
-    from lenslab.paths import DataLayout
-    from orchestration.resources import DataRoot, HttpClient, TorchDevice
+    from tests.support.one_source import ingest_and_catalog
 
-    resources = {"data_root": DataRoot(path=str(tmp_path)), "http": HttpClient(),
-                 "device": TorchDevice(device="cpu")}
-    source = next(a for a in ingestion_assets if a.key.path[-1] == "flickr_aes")
-    dg.materialize([source], resources=resources, raise_on_error=True,
-                   run_config={"ops": {"flickr_aes": {"config": {"scale": 0.25}}}})
-    layout = DataLayout(tmp_path)
-    result = build_catalog(pd.read_parquet(layout.records("flickr_aes")), layout, max_side=512,
-                           max_pixels=50_000_000, seed=1,
-                           split_fractions={"train": 0.8, "val": 0.1, "test": 0.1}, workers=1,
-                           progress=False)
-    write_catalog(result, layout)
+    resources = ingest_and_catalog(tmp_path, "flickr_aes", scale=0.25)
 
     run = dg.materialize([*aesthetics_assets, *aesthetics_checks], resources=resources,
                          run_config={"ops": {k: {"config": v} for k, v in FAST.items()}},

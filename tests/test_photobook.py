@@ -176,28 +176,12 @@ def test_clip_path_runs_the_real_open_clip_model_and_tokenizer(tmp_path, monkeyp
 def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     from starlette.testclient import TestClient
 
-    from assets.ingestion import ingestion_assets
     from assets.photobook import photobook_assets, photobook_checks
-    from lenslab.catalog import build_catalog, write_catalog
     from lenslab.params import param
-    from lenslab.paths import DataLayout
     from lenslab.photobook_web import create_app
-    from orchestration.resources import DataRoot, HttpClient, TorchDevice
+    from tests.support.one_source import ingest_and_catalog
 
-    def source_and_catalog(root, scale):
-        resources = {"data_root": DataRoot(path=str(root)), "http": HttpClient(),
-                     "device": TorchDevice(device="cpu")}
-        source = next(a for a in ingestion_assets if a.key.path[-1] == "photo_preferences")
-        dg.materialize([source], resources=resources, raise_on_error=True,
-                       run_config={"ops": {"photo_preferences": {"config": {"scale": scale}}}})
-        layout = DataLayout(root)
-        write_catalog(build_catalog(pd.read_parquet(layout.records("photo_preferences")),
-                                    layout, max_side=512, max_pixels=50_000_000, seed=1,
-                                    split_fractions={"train": 0.8, "val": 0.1, "test": 0.1},
-                                    workers=1, progress=False), layout)
-        return resources
-
-    resources = source_and_catalog(tmp_path, 0.5)
+    resources = ingest_and_catalog(tmp_path, "photo_preferences", 0.5)
     result = dg.materialize([*photobook_assets, *photobook_checks], resources=resources,
                             raise_on_error=True)
     emb = result.asset_materializations_for_node("image_embeddings")[0].metadata
@@ -241,7 +225,7 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     weights = tmp_path / "vit_b_32.pt"
     torch.save(open_clip.create_model(mp.CLIP_MODEL, pretrained=None).state_dict(), weights)
     root = tmp_path / "clip"
-    resources = source_and_catalog(root, 0.2)
+    resources = ingest_and_catalog(root, "photo_preferences", 0.2)
     clip_config = {"encoder": "clip", "clip_weights": str(weights)}
     dg.materialize(photobook_assets, resources=resources, raise_on_error=True,
                    run_config={"ops": {"image_embeddings": {"config": clip_config},

@@ -314,19 +314,10 @@ def test_pose_pipeline_materialises_and_meets_the_issue_targets(tmp_path):
     from assets.catalog import image_catalog
     from assets.ingestion import ingestion_assets
     from assets.pose import pose_assets, pose_checks
-    from lenslab.catalog import build_catalog, write_catalog
-    from lenslab.paths import DataLayout
-    from orchestration.resources import DataRoot, HttpClient, TorchDevice
+    from tests.support.one_source import ingest_and_catalog
 
-    resources = {"data_root": DataRoot(path=str(tmp_path)), "http": HttpClient(),
-                 "device": TorchDevice(device="cpu")}
+    resources = ingest_and_catalog(tmp_path, "landmark_photos")  # scale 1.0: the default
     source = next(a for a in ingestion_assets if a.key.path[-1] == "landmark_photos")
-    dg.materialize([source], resources=resources, raise_on_error=True)  # scale 1.0: the default
-    layout = DataLayout(tmp_path)
-    write_catalog(build_catalog(pd.read_parquet(layout.records("landmark_photos")), layout,
-                                max_side=512, max_pixels=50_000_000, seed=1,
-                                split_fractions={"train": 0.8, "val": 0.1, "test": 0.1},
-                                workers=1, progress=False), layout)
     run_config = {"ops": {"similarity_report": {"config": {"bootstrap": 300}}}}
     result = dg.materialize([*pose_assets, *pose_checks, source, image_catalog],
                             selection=[a.key for a in pose_assets], resources=resources,

@@ -133,23 +133,10 @@ FAST = {"selfie_classifier": {"head_epochs": 15, "finetune_epochs": 1, "finetune
 
 @pytest.mark.slow
 def test_selfie_pipeline_materialises_and_reuses_cached_features(tmp_path):
-    from assets.ingestion import ingestion_assets
     from assets.selfie import selfie_assets, selfie_checks
-    from lenslab.catalog import build_catalog, write_catalog
-    from lenslab.paths import DataLayout
-    from orchestration.resources import DataRoot, HttpClient, TorchDevice
+    from tests.support.one_source import ingest_and_catalog
 
-    resources = {"data_root": DataRoot(path=str(tmp_path)), "http": HttpClient(),
-                 "device": TorchDevice(device="cpu")}
-    source = next(a for a in ingestion_assets if a.key.path[-1] == "selfies")
-    dg.materialize([source], resources=resources, raise_on_error=True,
-                   run_config={"ops": {"selfies": {"config": {"scale": 0.125}}}})
-    layout = DataLayout(tmp_path)
-    result = build_catalog(pd.read_parquet(layout.records("selfies")), layout, max_side=512,
-                           max_pixels=50_000_000, seed=1,
-                           split_fractions={"train": 0.8, "val": 0.1, "test": 0.1}, workers=1,
-                           progress=False)
-    write_catalog(result, layout)
+    resources = ingest_and_catalog(tmp_path, "selfies", scale=0.125)
 
     run_config = {"ops": {k: {"config": v} for k, v in FAST.items()}}
     first = dg.materialize([*selfie_assets, *selfie_checks], resources=resources,
