@@ -17,10 +17,11 @@ run_dir=${2:?usage: celery_cluster.sh start|stop RUN_DIR [PORT]}
 port=${3:-6379}
 bin=$(cd "${VENV:-.venv}/bin" && pwd)
 
-stop() {
+stop() {  # each worker runs in its own session: end the whole group (celery forks children)
   for pidfile in "$run_dir"/*.pid; do
     [[ -f $pidfile ]] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    pid=$(cat "$pidfile")
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   done
 }
@@ -44,7 +45,7 @@ printf 'execution:\n  config:\n    broker: "%s"\n    backend: "%s"\n' "$broker" 
 export LENSLAB_EXECUTOR=celery LENSLAB_CELERY_BROKER=$broker
 export PATH="$bin:$PATH"  # dagster-celery starts `celery` from PATH
 start_worker() {  # name queue
-  "$bin/dagster-celery" worker start -A dagster_celery.app -n "$1" \
+  setsid "$bin/dagster-celery" worker start -A dagster_celery.app -n "$1" \
     -y "$run_dir/celery.yaml" -q "$2" \
     -- --concurrency 1 --pool prefork > "$run_dir/$1.log" 2>&1 &
   echo $! > "$run_dir/$1.pid"
