@@ -14,7 +14,7 @@ from assets.pose import similarity_report
 from assets.selfie import selfie_report
 from assets.style import style_report
 from lenslab.params import REPO_ROOT
-from orchestration.automation import REPORT_FRESHNESS
+from orchestration.automation import REPORT_FRESHNESS, latest_tags
 from orchestration.resources import DataRoot
 from orchestration.stages import Stage
 
@@ -54,8 +54,7 @@ def pipeline_report(context: dg.AssetExecutionContext, data_root: DataRoot
     lock = dvc_lock_hashes(REPO_ROOT / "dvc.lock")
     versions = []
     for key in sorted(context.instance.get_asset_keys(), key=lambda k: k.to_user_string()):
-        event = context.instance.get_latest_materialization_event(key)
-        tags = (event.asset_materialization.tags or {}) if event else {}
+        tags = latest_tags(context.instance, key)
         name = key.to_user_string()
         md5 = ", ".join(v[:12] for k, v in lock.items() if k == f"data/{name}"
                         or k.startswith(f"data/{name}/")) or "–"

@@ -13,7 +13,7 @@ from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
 from lenslab.params import REPO_ROOT, param
 from lenslab.seeding import derive_seed
-from orchestration.automation import REPORT_FRESHNESS
+from orchestration.automation import REPORT_FRESHNESS, latest_tags
 from orchestration.gpu import GPU_ASSET
 from orchestration.resources import DataRoot, TorchDevice
 from orchestration.stages import Stage
@@ -421,11 +421,9 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot,
     problems = quality_problems(metrics)
     for problem in problems:
         context.log.warning(f"selfie model not promoted: {problem}")
-    inputs = {}
-    for dep in ("selfie_labels", "selfie_features", "selfie_classifier"):
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(dep))
-        tags = (event.asset_materialization.tags or {}) if event else {}
-        inputs[f"{dep} data version"] = tags.get("dagster/data_version", "unknown")
+    inputs = {f"{dep} data version": latest_tags(context.instance, dg.AssetKey(dep)).get(
+        "dagster/data_version", "unknown")
+        for dep in ("selfie_labels", "selfie_features", "selfie_classifier")}
     lock = dvc_lock_hashes(REPO_ROOT / "dvc.lock")
     inputs.update({f"{k} (dvc.lock)": v for k, v in lock.items()
                    if k in ("data/selfie/labels", "data/selfie/features", "data/catalog")})

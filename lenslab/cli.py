@@ -11,6 +11,7 @@ import csv
 import glob
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -105,15 +106,10 @@ def data_root_option(f):
     from lenslab.params import REPO_ROOT
 
     return click.option("--data-root", type=click.Path(path_type=Path),
-                        default=lambda: Path(_env("LENSLAB_DATA_ROOT", str(REPO_ROOT / "data"))),
+                        default=lambda: Path(os.environ.get("LENSLAB_DATA_ROOT",
+                                                            REPO_ROOT / "data")),
                         show_default="$LENSLAB_DATA_ROOT or data/",
                         help="The data tree holding the model registry.")(f)
-
-
-def _env(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name, default)
 
 
 def fail(message: str) -> None:

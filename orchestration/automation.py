@@ -28,6 +28,13 @@ REPORT_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+def latest_tags(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, str]:
+    """The tags of ``key``'s latest materialisation (code version, data version, input data
+    versions); empty when it was never materialised."""
+    event = instance.get_latest_materialization_event(key)
+    return dict(event.asset_materialization.tags or {}) if event else {}
+
+
 def changed_assets(instance: dg.DagsterInstance, graph, data_root: Path) -> dict[dg.AssetKey, str]:
     """Every asset that must be re-materialised, in topological order, with the reason."""
     reasons: dict[dg.AssetKey, str] = {}
@@ -41,10 +48,9 @@ def changed_assets(instance: dg.DagsterInstance, graph, data_root: Path) -> dict
 def _why_changed(instance, graph, key: dg.AssetKey, data_root: Path,
                  changed: Mapping[dg.AssetKey, str]) -> str | None:
     node = graph.get(key)
-    event = instance.get_latest_materialization_event(key)
-    if event is None:
+    if instance.get_latest_materialization_event(key) is None:
         return "never materialised"
-    tags = event.asset_materialization.tags or {}
+    tags = latest_tags(instance, key)
     if tags.get("dagster/code_version") != node.code_version:
         return "code or params changed"
     stage = stage_of(node.metadata)
@@ -55,8 +61,7 @@ def _why_changed(instance, graph, key: dg.AssetKey, data_root: Path,
         name = parent.to_user_string()
         if parent in changed:
             return f"upstream {name} re-runs"
-        latest = instance.get_latest_materialization_event(parent)
-        parent_version = (latest.asset_materialization.tags or {}).get("dagster/data_version")
+        parent_version = latest_tags(instance, parent).get("dagster/data_version")
         if parent_version != tags.get(INPUT_VERSION_TAG + name):
             return f"upstream {name} has new data"
     return None

@@ -4,7 +4,6 @@ by scripts/celery_cluster.sh), GPU steps on the GPU worker, CPU steps on the CPU
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from lenslab.params import REPO_ROOT
 from lenslab.paths import SOURCES
+from tests.support.browser import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,12 +24,6 @@ SCRIPT = REPO_ROOT / "scripts" / "celery_cluster.sh"
 SLICE = [*SOURCES, "image_catalog", "global_features"]  # global_features is a GPU asset
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def cluster(tmp_path):
     home = tmp_path / "dagster_home"
@@ -38,7 +32,7 @@ def cluster(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home),
            "VENV": str(Path(sys.executable).parent.parent)}
     started = subprocess.run(["bash", str(SCRIPT), "start", str(tmp_path / "celery"),
-                              str(_free_port())], env=env, text=True, capture_output=True,
+                              str(free_port())], env=env, text=True, capture_output=True,
                              timeout=300)
     assert started.returncode == 0, started.stderr
     broker = started.stdout.strip().splitlines()[-1]

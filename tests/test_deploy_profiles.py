@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from lenslab.params import REPO_ROOT
@@ -66,9 +67,5 @@ def test_the_definitions_load_with_the_celery_executor():
 def test_an_unknown_profile_is_a_clear_error():
     from orchestration.executors import build_executor
 
-    try:
+    with pytest.raises(ValueError, match="local, celery, k8s"):
         build_executor("spark")
-    except ValueError as err:
-        assert "local, celery, k8s" in str(err)
-    else:
-        raise AssertionError("no error")

@@ -3,7 +3,6 @@ GraphQL and in a real headless browser, and one asset launched through the UI's 
 materialises. Screenshots go to test-artifacts/."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from lenslab.params import REPO_ROOT
 from lenslab.paths import SOURCES
+from tests.support.browser import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,6 @@ MATERIALISED = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) {
   ... on Asset { assetMaterializations(limit: 1) { runId } } } }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Ui:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -57,7 +51,7 @@ class Ui:
 def ui(tmp_path_factory) -> Iterator[Ui]:
     """`dagster dev` on a free loopback port with a throwaway instance and data root."""
     tmp = tmp_path_factory.mktemp("ui")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp), "LENSLAB_DATA_ROOT": str(tmp / "data"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(["dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
