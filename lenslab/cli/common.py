@@ -1,4 +1,4 @@
-"""`lenslab`: apply the trained models to photos.
+"""What every `lenslab` subcommand shares: reading inputs, batching, output, exit codes.
 
 Every subcommand takes image files, folders or globs, reports unreadable inputs by name and
 reason (never a traceback), and exits 0 when every input was answered, 1 when some were rejected,
@@ -117,82 +117,28 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """Apply lenslab's trained models to photos.
-
-    \b
-    Examples:
-      lenslab models
-      lenslab selfie me.jpg holiday/ 'shots/*.png' --format jsonl
-    """
+def format_option(f):
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                        show_default=True, help="table in a terminal, or JSON Lines / CSV.")(f)
 
 
-@main.command()
-@data_root_option
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def models(data_root: Path, fmt: str) -> None:
-    """What is trained: every registry entry, its held-out metrics and its data version.
-
-    \b
-    Example:
-      lenslab models --format jsonl
-    """
-    from models.registry import entries
-
-    rows = []
-    for card in entries(data_root):
-        metrics = {k: v for k, v in card.get("metrics", {}).items()
-                   if isinstance(v, int | float)}
-        rows.append({"family": card["family"], "version": card["version"],
-                     "promoted": card["promoted"], "trained": card["created"][:19],
-                     "metrics": ", ".join(f"{k}={v:.3g}" for k, v in metrics.items()),
-                     "data": "; ".join(f"{k}={v}" for k, v in card.get("data", {}).items())})
-    emit(rows, fmt)
+def model_options(f):
+    """--batch-size, --device and --model-version, as every model-applying subcommand takes."""
+    f = click.option("--model-version", default="promoted", show_default=True,
+                     help="A registry version (see `lenslab models`).")(f)
+    f = click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda or cuda:N")(f)
+    return click.option("--batch-size", default=64, show_default=True,
+                        help="Photos per forward pass.")(f)
 
 
-@main.command()
-@click.argument("photos", nargs=-1, required=True)
-@data_root_option
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
-@click.option("--model-version", default="promoted", show_default=True,
-              help="A registry version (see `lenslab models`).")
-def selfie(photos: tuple[str, ...], data_root: Path, fmt: str, batch_size: int,
-           device: str, model_version: str) -> None:
-    """Good or bad selfie, with the probability of good (no face detector needed).
-
-    PHOTOS are image files, folders or glob patterns.
-
-    \b
-    Examples:
-      lenslab selfie me.jpg
-      lenslab selfie selfies/ --format csv > verdicts.csv
-    """
-    import torch
-
+def load_family(data_root: Path, family: str, version: str, device: str):
+    """(model, card) from the registry, or exit 2 naming what is missing."""
     from models.device import pick_device
-    from models.images import as_float, image_tensor
     from models.registry import RegistryError, load_model
 
     try:
-        model, card = load_model(data_root, "selfie", model_version, pick_device(device))
+        return load_model(data_root, family, version, pick_device(device))
     except RegistryError as err:
         fail(str(err))
-    size = card["architecture"]["image_size"]
-    inputs = read_images(photos)
-    rows = []
-    for chunk in batches(inputs.images, batch_size, "selfie"):
-        x = torch.stack([image_tensor(im, size) for _, im in chunk])
-        with torch.inference_mode():
-            p = torch.softmax(model(as_float(x, next(model.parameters()).device)).float(), 1)
-        for (path, _), p_good in zip(chunk, p[:, 1].tolist(), strict=True):
-            rows.append({"photo": str(path), "verdict": "good" if p_good >= 0.5 else "bad",
-                         "p_good": round(p_good, 4)})
-    emit(rows, fmt)
-    finish(inputs.rejected)
 
-
-if __name__ == "__main__":
-    main()

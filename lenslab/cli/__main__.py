@@ -1,0 +1,3 @@
+from lenslab.cli import main
+
+main()
