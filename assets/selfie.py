@@ -11,9 +11,10 @@ from pydantic import Field
 
 from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
-from lenslab.params import REPO_ROOT, param
+from assets.registration import data_provenance, stage_params
+from lenslab.params import param
 from lenslab.seeding import derive_seed
-from orchestration.automation import REPORT_FRESHNESS, latest_tags
+from orchestration.automation import REPORT_FRESHNESS
 from orchestration.gpu import GPU_ASSET
 from orchestration.resources import DataRoot, TorchDevice
 from orchestration.stages import Stage
@@ -399,7 +400,6 @@ def selfie_transfer_beats_scratch(data_root: DataRoot) -> dg.AssetCheckResult:
 def _register(context: dg.AssetExecutionContext, data_root: DataRoot,
               config: SelfieReportConfig, metrics: dict):
     """The model chosen on validation, as a registry entry; promoted if the quality bar holds."""
-    from lenslab.dvc_lock import dvc_lock_hashes
     from lenslab.selfie import quality_problems
     from models import registry
     from models.backbones import build_trunk
@@ -421,12 +421,8 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot,
     problems = quality_problems(metrics)
     for problem in problems:
         context.log.warning(f"selfie model not promoted: {problem}")
-    inputs = {f"{dep} data version": latest_tags(context.instance, dg.AssetKey(dep)).get(
-        "dagster/data_version", "unknown")
-        for dep in ("selfie_labels", "selfie_features", "selfie_classifier")}
-    lock = dvc_lock_hashes(REPO_ROOT / "dvc.lock")
-    inputs.update({f"{k} (dvc.lock)": v for k, v in lock.items()
-                   if k in ("data/selfie/labels", "data/selfie/features", "data/catalog")})
+    inputs = data_provenance(context, ("selfie_labels", "selfie_features", "selfie_classifier"),
+                             ("data/selfie/labels", "data/selfie/features", "data/catalog"))
     m = metrics["models"][chosen]
     card = {
         "asset": "selfie_classifier", "model": chosen,
@@ -437,7 +433,7 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot,
                     "test_accuracy": m["accuracy"], "test_images": m["n"],
                     "baseline_scratch_test_roc_auc": metrics["models"]["scratch"]["roc_auc"],
                     "quality_problems": problems},
-        "params": {k: param(k) for k in CLASSIFIER_STAGE.params},
+        "params": stage_params(CLASSIFIER_STAGE),
         "data": inputs,
         "backbone": {"name": config.backbone, "weights": "torchvision IMAGENET1K_V1",
                      "provenance": "torchvision's official ImageNet checkpoint (torch hub cache)"},
