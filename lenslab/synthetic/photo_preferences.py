@@ -15,8 +15,10 @@ scene with tiny jitter, consecutive file numbers), so album selection has duplic
 
 Knobs (counts at scale 1.0):
     photos (250), pairs (2000), burst_rate (0.15: share of scenes shot as a burst of 2-5),
-    annotators (8), quality_noise (0.35: sd of the quality not explained by the attributes),
-    tier_noise (0.25: sd of the error in sorting photos into tiers), max_side (128 px)
+    annotators (8), annotator_temperature ((0.4, 1.0): range of the annotators' temperatures T;
+    params.yaml sets 0.15-0.4, consistent judges), quality_noise (0.35: sd of the quality not
+    explained by the attributes; params.yaml sets 0.2), tier_noise (0.25: sd of the error in
+    sorting photos into tiers), max_side (128 px)
 
 Ground truth: ``quality.csv`` (photo, quality, burst, tier, attributes; a burst id is shared by
 near-duplicates, singles have their own), ``direction.csv`` (attribute, weight).
@@ -71,6 +73,7 @@ def _pairs(r: np.random.Generator, scene_of: np.ndarray, count: int) -> np.ndarr
 def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float = 1.0,
              photos: int = 250, pairs: int = 2000, burst_rate: float = 0.15, annotators: int = 8,
              quality_noise: float = 0.35, tier_noise: float = 0.25,
+             annotator_temperature: tuple[float, float] = (0.4, 1.0),
              max_side: int = 128) -> dict[str, Any]:
     """Write photos/<tier>/ and pairs.csv into ``distributed``; see the module doc."""
     n_photos = scaled(photos, scale, minimum=TIERS * 2)
@@ -112,7 +115,7 @@ def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float =
         target.write_bytes(encode_jpeg(pixels, quality=92))
 
     pr = rng(seed, SOURCE, "pairs")
-    temperature = pr.uniform(0.4, 1.0, annotators)
+    temperature = pr.uniform(*annotator_temperature, annotators)
     index = _pairs(pr, scene_of, n_pairs)
     who = pr.integers(annotators, size=n_pairs)
     gap = quality[index[:, 0]] - quality[index[:, 1]]
