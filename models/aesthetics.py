@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
@@ -174,6 +173,8 @@ def spearman(y: np.ndarray, p: np.ndarray) -> float:
     """Spearman rank correlation; 0 when either side is constant (no ranking information)."""
     if len(y) < 2 or np.ptp(y) == 0 or np.ptp(p) == 0:
         return 0.0
+    from scipy.stats import spearmanr  # scipy.stats takes seconds to import: not for `lenslab rate`
+
     return float(spearmanr(y, p)[0])
 
 

@@ -116,15 +116,20 @@ def photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
-    if warmup:
-        fn()
-    times = []
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
+                cold: tuple[str, ...] = ()) -> dict[str, float]:
+    """Median seconds of each function, the runs interleaved so that load on a shared machine
+    falls on all of them alike; each runs once untimed first unless named in ``cold``."""
+    for name, fn in fns.items():
+        if name not in cold:
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def in_process(argv: list[str]) -> None:
@@ -145,8 +150,9 @@ def console(argv: list[str]) -> None:
         raise RuntimeError(f"lenslab {' '.join(argv)}: {run.stderr[-500:]}")
 
 
-def bench_direct(sub: Subcommand, root: Path, version: str, paths: list[Path],
-                 repeats: int) -> dict[str, float]:
+def direct_calls(sub: Subcommand, root: Path, version: str,
+                 paths: list[Path]) -> tuple[dict[str, Callable[[], object]], int]:
+    """The model called in Python: on the command's tensors, and with decoding the files."""
     from models.images import as_float, image_tensor
     from models.registry import load_model
 
@@ -168,15 +174,15 @@ def bench_direct(sub: Subcommand, root: Path, version: str, paths: list[Path],
             for i in range(0, len(x), BATCH):
                 sub.direct(model, as_float(x[i:i + BATCH], device))
 
-    return {"direct_s": median_seconds(lambda: forward(tensors), repeats),
-            "direct_with_decoding_s": median_seconds(lambda: forward(decode()), repeats),
-            "image_size": size}
+    return {"direct": lambda: forward(tensors),
+            "direct_with_decoding": lambda: forward(decode())}, size
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path, default=None,
-                    help="A data tree with trained models (default: train them into a tmp one).")
+                    help="A data tree with trained models; the missing ones are trained into it "
+                    "(default: a temporary one).")
     ap.add_argument("--photos", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cold-runs", type=int, default=7)
@@ -186,15 +192,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="lenslab-bench-") as tmp:
         root = args.data_root or Path(tmp) / "data"
-        families = {SUBCOMMANDS[s].family for s in args.only} - {None}
-        train_s = None
-        if args.data_root is None:
-            start = time.perf_counter()
-            train(root, families)
-            train_s = time.perf_counter() - start
-        newest = {}
-        for card in entries(root):  # newest first: the version just trained (promoted or not)
+        needed = {SUBCOMMANDS[s].family for s in args.only} - {None}
+        newest: dict[str, str] = {}
+        for card in entries(root):  # newest first
             newest.setdefault(card["family"], card["version"])
+        train_s = None
+        if needed - set(newest):
+            start = time.perf_counter()
+            train(root, needed - set(newest))
+            train_s = time.perf_counter() - start
+            for card in entries(root):  # the versions just trained (promoted or not)
+                newest.setdefault(card["family"], card["version"])
         folder = Path(tmp) / "photos"
         paths = photos(folder, args.photos)
         results = {}
@@ -203,31 +211,31 @@ def main() -> None:
             argv = [*sub.argv(folder), "--data-root", str(root), "--format", "jsonl"]
             if sub.family:
                 argv += ["--model-version", newest[sub.family]]
-            row = {"argv": "lenslab " + " ".join(sub.argv(Path("PHOTOS"))),
-                   "in_process_s": median_seconds(lambda argv=argv: in_process(argv),
-                                                  args.repeats),
-                   "subprocess_s": median_seconds(lambda argv=argv: console(argv), args.repeats,
-                                                  warmup=False)}
+            calls = {"in_process": lambda argv=argv: in_process(argv),
+                     "subprocess": lambda argv=argv: console(argv)}
+            row = {"argv": "lenslab " + " ".join(sub.argv(Path("PHOTOS")))}
             if sub.family:
-                row.update(bench_direct(sub, root, newest[sub.family], paths, args.repeats))
-                n = len(paths)
-                for key in ("in_process", "subprocess", "direct", "direct_with_decoding"):
-                    row[f"{key}_photos_per_s"] = round(n / row[f"{key}_s"], 1)
-                row["in_process_over_direct"] = round(row["in_process_s"] / row["direct_s"], 2)
+                direct, row["image_size"] = direct_calls(sub, root, newest[sub.family], paths)
+                calls.update(direct)
+            seconds = interleaved(calls, args.repeats, cold=("subprocess",))
+            row.update({f"{k}_s": round(v, 4) for k, v in seconds.items()})
+            if sub.family:
+                row.update({f"{k}_photos_per_s": round(len(paths) / v, 1)
+                            for k, v in seconds.items()})
+                row["in_process_over_direct"] = round(
+                    seconds["in_process"] / seconds["direct"], 2)
                 row["in_process_over_direct_with_decoding"] = round(
-                    row["in_process_s"] / row["direct_with_decoding_s"], 2)
-            results[name] = {k: round(v, 3) if isinstance(v, float) else v
-                             for k, v in row.items()}
-        cold = [median_seconds(lambda: console(["models", "--data-root", str(root)]), 1,
-                               warmup=False) for _ in range(args.cold_runs)]
+                    seconds["in_process"] / seconds["direct_with_decoding"], 2)
+            results[name] = row
+        cold = interleaved({"models": lambda: console(["models", "--data-root", str(root)])},
+                           args.cold_runs, cold=("models",))
     print(json.dumps({
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "date": datetime.now(UTC).date().isoformat(),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "photos": args.photos,
         "batch": BATCH, "train_s": round(train_s, 1) if train_s else None,
         "results": results,
-        "cold_start_models_s": {"median": round(statistics.median(cold), 3),
-                                "runs": [round(c, 3) for c in cold]},
+        "cold_start_models_s": round(cold["models"], 3), "cold_runs": args.cold_runs,
     }, indent=2))
 
 
