@@ -1,17 +1,20 @@
 """`lenslab` inference: photos/s per subcommand vs the model called directly; cold start.
 
-    .venv/bin/python bench/inference/run.py [--data-root DIR] [--photos 256] [--repeats 3]
+    .venv/bin/python bench/inference/run.py [--data-root DIR] [--photos 256] [--repeats 7]
 
 For each subcommand in ``SUBCOMMANDS`` (one row each: its argv, the registry family it applies
 and how to call that model directly), over one folder of ``--photos`` real photos (crops of the
 photos shipped in scikit-image, matplotlib and scikit-learn, saved as JPEG/PNG):
 
 * ``in_process``: the whole command through click's ``main(..., standalone_mode=False)``
-  (registry load, decoding, batching, output), median of ``--repeats`` runs after a warm-up;
+  (registry load, decoding, batching, output), ``--repeats`` runs after a warm-up;
 * ``subprocess``: the installed ``lenslab`` console script in a fresh process (start-up too);
 * ``direct``: the model called in Python on the same uint8 tensors the command builds, in
   batches of the command's default size (forward pass only), and ``direct_with_decoding``: the
   same plus opening and resizing the files (what a script calling the model would do).
+
+These runs are interleaved, so load from other work falls on each alike; the JSON has the median
+and the fastest run (the least disturbed one on a shared machine) of each.
 
 The ratio in_process / direct is the command's overhead (target: within 20 %). The cold start
 is ``lenslab models`` in a fresh process, median of ``--cold-runs`` (target < 3 s). Without
@@ -117,9 +120,9 @@ def photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
-                cold: tuple[str, ...] = ()) -> dict[str, float]:
-    """Median seconds of each function, the runs interleaved so that load on a shared machine
-    falls on all of them alike; each runs once untimed first unless named in ``cold``."""
+                cold: tuple[str, ...] = ()) -> dict[str, list[float]]:
+    """Seconds of each run of each function, the runs interleaved so that load on a shared
+    machine falls on all of them alike; each runs once untimed first unless named in ``cold``."""
     for name, fn in fns.items():
         if name not in cold:
             fn()
@@ -129,7 +132,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def in_process(argv: list[str]) -> None:
@@ -184,7 +187,8 @@ def main() -> None:
                     help="A data tree with trained models; the missing ones are trained into it "
                     "(default: a temporary one).")
     ap.add_argument("--photos", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7, help="Timed in-process/direct runs.")
+    ap.add_argument("--process-runs", type=int, default=3, help="Timed console-script runs.")
     ap.add_argument("--cold-runs", type=int, default=7)
     ap.add_argument("--only", nargs="+", default=sorted(SUBCOMMANDS), choices=sorted(SUBCOMMANDS))
     args = ap.parse_args()
@@ -211,21 +215,26 @@ def main() -> None:
             argv = [*sub.argv(folder), "--data-root", str(root), "--format", "jsonl"]
             if sub.family:
                 argv += ["--model-version", newest[sub.family]]
-            calls = {"in_process": lambda argv=argv: in_process(argv),
-                     "subprocess": lambda argv=argv: console(argv)}
+            calls = {"in_process": lambda argv=argv: in_process(argv)}
             row = {"argv": "lenslab " + " ".join(sub.argv(Path("PHOTOS")))}
             if sub.family:
                 direct, row["image_size"] = direct_calls(sub, root, newest[sub.family], paths)
                 calls.update(direct)
-            seconds = interleaved(calls, args.repeats, cold=("subprocess",))
-            row.update({f"{k}_s": round(v, 4) for k, v in seconds.items()})
+            times = interleaved(calls, args.repeats)
+            times.update(interleaved({"subprocess": lambda argv=argv: console(argv)},
+                                     args.process_runs, cold=("subprocess",)))
+            best = {k: min(v) for k, v in times.items()}
+            median = {k: statistics.median(v) for k, v in times.items()}
+            row.update({f"{k}_s": round(v, 4) for k, v in median.items()})
+            row.update({f"{k}_min_s": round(v, 4) for k, v in best.items()})
             if sub.family:
-                row.update({f"{k}_photos_per_s": round(len(paths) / v, 1)
-                            for k, v in seconds.items()})
-                row["in_process_over_direct"] = round(
-                    seconds["in_process"] / seconds["direct"], 2)
-                row["in_process_over_direct_with_decoding"] = round(
-                    seconds["in_process"] / seconds["direct_with_decoding"], 2)
+                n = len(paths)
+                row.update({f"{k}_photos_per_s": round(n / v, 1) for k, v in median.items()})
+                for stat, t in (("median", median), ("min", best)):
+                    row[f"in_process_over_direct_{stat}"] = round(
+                        t["in_process"] / t["direct"], 2)
+                    row[f"in_process_over_direct_with_decoding_{stat}"] = round(
+                        t["in_process"] / t["direct_with_decoding"], 2)
             results[name] = row
         cold = interleaved({"models": lambda: console(["models", "--data-root", str(root)])},
                            args.cold_runs, cold=("models",))
@@ -235,7 +244,8 @@ def main() -> None:
         "device": "cuda" if torch.cuda.is_available() else "cpu", "photos": args.photos,
         "batch": BATCH, "train_s": round(train_s, 1) if train_s else None,
         "results": results,
-        "cold_start_models_s": round(cold["models"], 3), "cold_runs": args.cold_runs,
+        "cold_start_models_s": {"median": round(statistics.median(cold["models"]), 3),
+                                "min": round(min(cold["models"]), 3), "runs": args.cold_runs},
     }, indent=2))
 
 
