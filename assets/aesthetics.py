@@ -36,9 +36,11 @@ ENHANCE_STAGE = Stage(outs=("aesthetics/enhanced",), code=MODEL_CODE,
 SALIENCY_STAGE = Stage(outs=("aesthetics/saliency",),
                        code=(*MODEL_CODE, "lenslab/aesthetics_figures.py"),
                        params=("seed", *NET, "aesthetics.saliency"))
-REPORT_STAGE = Stage(outs=("reports/aesthetics",),
-                     code=(*CODE, "models/aesthetics.py", "lenslab/aesthetics_figures.py"),
-                     params=("aesthetics.enhance", "aesthetics.personal"))
+REPORT_STAGE = Stage(outs=("reports/aesthetics", "registry/aesthetics"),
+                     code=(*MODEL_CODE, "lenslab/aesthetics_figures.py", "lenslab/dvc_lock.py",
+                           "models/registry.py", "assets/registration.py"),
+                     params=("aesthetics.enhance", "aesthetics.personal"),
+                     persist=("registry/aesthetics",))  # every version is kept
 
 
 def _layout(data_root: DataRoot):
@@ -204,7 +206,9 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
                "ridge_val_spearman": result.history[0]["val_spearman"],
                "history": result.history, "seed": seed, "train_images": len(fit_ids),
                "val_images": len(val_ids), "feature_seconds": feature_seconds,
-               "train_seconds": train_seconds, "device": describe(torch_device)}
+               "train_seconds": train_seconds, "device": describe(torch_device),
+               "architecture": {"backbone": config.backbone, "image_size": config.image_size,
+                                "frozen_stages": config.frozen_stages}}
     write_json(layout.model / "training.json", summary)
     return dg.MaterializeResult(metadata={
         "val_spearman": round(result.best_val_spearman, 4),
@@ -521,12 +525,67 @@ def aesthetics_report(context: dg.AssetExecutionContext,
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", md)
     context.log.info(md)
+    entry = _register(context, data_root, metrics)
     return dg.MaterializeResult(metadata={
+        "registry_version": entry.version, "promoted": entry.promoted,
         **{f"median_delta_k{r['k']}_{r['method']}": round(r["median"], 4) for r in table},
         "adapter_params": params.get("adapters", 0), "full_params": params.get("full", 0),
         "skipped": len(split["skipped"]), "report": dg.MetadataValue.md(md),
         "metrics_path": path_value(out / "metrics.json"),
     })
+
+
+def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: dict):
+    """The generic scorer as a registry entry, each test worker's adapters (their model with the
+    most shots) as its extra states; promoted if the personalisation quality bar holds."""
+    import torch
+
+    from assets.registration import data_provenance, stage_params
+    from lenslab.aesthetics import quality_problems
+    from models import registry
+    from models.aesthetics import AestheticNet, Prefix, Scorer
+    from models.backbones import build_trunk
+    from models.checkpoints import load_state
+
+    layout = _layout(data_root)
+    arch = metrics["generic"]["architecture"]
+    trunk = build_trunk(arch["backbone"])  # the prefix keeps its ImageNet weights
+    cut = arch["frozen_stages"]
+    scorer = Scorer(Prefix(trunk, cut), load_state(AestheticNet(trunk, cut),
+                                                   layout.model / "generic.pt"),
+                    arch["image_size"])
+    method = "adapters"  # the method the quality check judges
+    users, states = {}, {}
+    for i, (worker, path) in enumerate(sorted(personal_model_files(layout, method).items())):
+        users[worker] = {"method": method, "k": int(path.parent.name[1:]),
+                         "state": f"users/{i:04d}"}  # worker ids need not be file names
+        states[users[worker]["state"]] = torch.load(path, map_location="cpu", weights_only=True)
+    problems = quality_problems(metrics)
+    for problem in problems:
+        context.log.warning(f"aesthetics model not promoted: {problem}")
+    k_top = max((r["k"] for r in metrics["results"]), default=None)
+    top = {r["method"]: r for r in metrics["results"] if r["k"] == k_top}
+    card = {
+        "asset": "aesthetic_model", "personal_asset": "personal_adapters",
+        "code_version": MODEL_STAGE.code_version(), "architecture": arch,
+        "metrics": {
+            "val_spearman": metrics["generic"]["val_spearman"],
+            "baseline_ridge_head_val_spearman": metrics["generic"]["ridge_val_spearman"],
+            **{f"k{k_top}_{m}_median_delta_spearman": r["median"] for m, r in top.items()},
+            f"k{k_top}_generic_test_worker_spearman": (top[method]["generic_rho"]
+                                                       if method in top else None),
+            "test_workers": metrics["split"]["test_workers"], "quality_problems": problems},
+        "params": {**stage_params(MODEL_STAGE), **stage_params(PERSONAL_STAGE)},
+        "data": data_provenance(context, ("rater_splits", "aesthetic_model", "personal_adapters"),
+                                ("data/aesthetics/splits", "data/aesthetics/model",
+                                 "data/aesthetics/personal")),
+        "backbone": {"name": arch["backbone"], "weights": "torchvision IMAGENET1K_V1",
+                     "provenance": "torchvision's official ImageNet checkpoint (torch hub cache)"},
+        "users": users,
+        "enhance": param("aesthetics.enhance"),
+    }
+    return registry.register(data_root.layout().root, "aesthetics", scorer, card=card,
+                             promote=not problems, extra_states=states)
 
 
 @dg.asset_check(asset=aesthetics_report,
@@ -536,20 +595,10 @@ def aesthetics_report(context: dg.AssetExecutionContext,
 def aesthetics_personalisation_helps(data_root: DataRoot) -> dg.AssetCheckResult:
     import json
 
+    from lenslab.aesthetics import quality_problems
+
     metrics = json.loads((_layout(data_root).report / "metrics.json").read_text())
-    ks = sorted({r["k"] for r in metrics["results"]})
-    problems = []
-    if not ks:
-        problems.append("no personalisation results")
-    else:
-        top = [r for r in metrics["results"] if r["k"] == ks[-1] and r["method"] == "adapters"]
-        if not top or top[0]["median"] <= 0:
-            problems.append(f"adapters do not help at k={ks[-1]}")
-        problems += [f"{r['method']} lowers the median at k={ks[0]}"
-                     for r in metrics["results"] if r["k"] == ks[0] and r["median"] < 0]
-    p = metrics["parameters"]
-    if p.get("adapters", 0) > 0.1 * p.get("full", 0):
-        problems.append("adapters exceed 10% of a full fine-tune")
+    problems = quality_problems(metrics)
     return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or None)
 
 

@@ -211,6 +211,25 @@ def report_markdown(metrics: dict, figures: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quality_problems(metrics: dict) -> list[str]:
+    """Why the personalised models fall short (empty: they pass): at the largest k the adapters
+    must raise the median per-worker Spearman over the generic model, with at most 10% of a full
+    fine-tune's parameters; at the smallest k no method may lower the median."""
+    ks = sorted({r["k"] for r in metrics["results"]})
+    if not ks:
+        return ["no personalisation results"]
+    problems = []
+    top = [r for r in metrics["results"] if r["k"] == ks[-1] and r["method"] == "adapters"]
+    if not top or top[0]["median"] <= 0:
+        problems.append(f"adapters do not help at k={ks[-1]}")
+    problems += [f"{r['method']} lowers the median at k={ks[0]}"
+                 for r in metrics["results"] if r["k"] == ks[0] and r["median"] < 0]
+    p = metrics["parameters"]
+    if p.get("adapters", 0) > 0.1 * p.get("full", 0):
+        problems.append("adapters exceed 10% of a full fine-tune")
+    return problems
+
+
 def write_json(path: Path, payload: dict) -> None:
     from lenslab.atomic import write_text
 

@@ -8,9 +8,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads only where a parquet is written (light CLI start-up)
+    import pandas as pd
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

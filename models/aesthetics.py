@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from lenslab.synthetic.edits import EditParams, apply_edits
-from models.backbones import Trunk
+from models.backbones import Trunk, build_trunk
 
 METHODS = ("head", "full", "adapters")
 EDITS = ("exposure", "contrast", "saturation", "temperature")  # the global-edit mode's knobs
@@ -136,14 +135,29 @@ def personal_state(net: AestheticNet, method: str) -> dict[str, torch.Tensor]:
 
 def load_personal(generic: AestheticNet, method: str, path: Path) -> AestheticNet:
     """The shared generic network with one user's file loaded on top."""
+    return apply_personal(generic, method, torch.load(path, map_location="cpu",
+                                                      weights_only=True), str(path))
+
+
+def apply_personal(generic: AestheticNet, method: str, state: dict[str, torch.Tensor],
+                   source: str) -> AestheticNet:
+    """A copy of the generic network with one user's parameters (``personal_state``) on top."""
     net = with_method(generic, method)
-    state = torch.load(path, map_location="cpu", weights_only=True)
     expected = set(personal_names(net, method))
     if set(state) != expected:
-        raise ValueError(f"{path}: holds {len(state)} tensors, {method!r} expects "
+        raise ValueError(f"{source}: holds {len(state)} tensors, {method!r} expects "
                          f"{len(expected)} (e.g. missing {sorted(expected - set(state))[:3]})")
     net.load_state_dict(state, strict=False)
     return net
+
+
+def build_from_card(card: dict) -> Scorer:
+    """The registry's builder (models/registry.py): the generic pixels-to-score network; a
+    user's parameters go on top with ``apply_personal``."""
+    arch = card["architecture"]
+    trunk = build_trunk(arch["backbone"], pretrained=False)
+    cut = arch["frozen_stages"]
+    return Scorer(Prefix(trunk, cut), AestheticNet(trunk, cut), arch["image_size"])
 
 
 def predict(net: nn.Module, features: torch.Tensor, device: torch.device,
@@ -159,6 +173,8 @@ def spearman(y: np.ndarray, p: np.ndarray) -> float:
     """Spearman rank correlation; 0 when either side is constant (no ranking information)."""
     if len(y) < 2 or np.ptp(y) == 0 or np.ptp(p) == 0:
         return 0.0
+    from scipy.stats import spearmanr  # scipy.stats takes seconds to import: not for `lenslab rate`
+
     return float(spearmanr(y, p)[0])
 
 

@@ -3,6 +3,8 @@
     <data>/registry/<family>/<version>/weights.pt   state_dict (loaded with weights_only=True)
     <data>/registry/<family>/<version>/card.json    what it is, what it was trained on, how good
     <data>/registry/<family>/<version>/card.md      the same, for people
+    <data>/registry/<family>/<version>/<name>.pt    optional extra state_dicts (e.g. per-user
+                                                   parameters loaded on top of the model)
     <data>/registry/<family>/promoted.json          the version `lenslab` uses
 
 An entry is promoted only when its quality check passes; a failing model is kept, but nothing
@@ -15,20 +17,22 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from lenslab import atomic
-from models.checkpoints import load_state, save_state
+
+if TYPE_CHECKING:  # torch loads only to write or load a model: `lenslab models` starts fast
+    import torch
+    from torch import nn
 
 # family -> (module with `build_from_card(card) -> nn.Module`, its card format version)
 FAMILIES: dict[str, tuple[str, int]] = {
     "selfie": ("models.selfie", 1),
+    "aesthetics": ("models.aesthetics", 1),
 }
 REGISTRY_DIR = "registry"
 
@@ -50,23 +54,37 @@ def family_dir(data_root: Path, family: str) -> Path:
 
 
 def register(data_root: Path, family: str, model: nn.Module, *, card: dict[str, Any],
-             promote: bool) -> Entry:
+             promote: bool, extra_states: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+             ) -> Entry:
     """Write a new version of ``family``; move its promoted pointer if ``promote``.
 
     ``card`` holds at least: asset, code_version, architecture, metrics (held-out), params,
-    data (input versions/hashes), backbone (name and weights provenance).
+    data (input versions/hashes), backbone (name and weights provenance). ``extra_states``:
+    named tensor dicts stored beside the weights (``<name>.pt``, sha256 in the card under
+    ``extra_states``), read back with ``load_extra_state``.
     """
+    import torch
+
+    from models.checkpoints import save_state
+
     if family not in FAMILIES:
         raise RegistryError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
     created = datetime.now(UTC)
     tmp = family_dir(data_root, family) / f".tmp-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
     save_state(model, tmp / "weights.pt")
-    digest = hashlib.sha256((tmp / "weights.pt").read_bytes()).hexdigest()
+    digest = _sha256(tmp / "weights.pt")
+    extras = {}
+    for name, state in (extra_states or {}).items():
+        file = f"{name}.pt"
+        (tmp / file).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp / file)
+        extras[name] = {"file": file, "sha256": _sha256(tmp / file)}
     version = f"{created.strftime('%Y%m%dT%H%M%S%fZ')}-{digest[:8]}"  # unique per write
     final = family_dir(data_root, family) / version
     full = {**card, "family": family, "version": version, "created": created.isoformat(),
             "card_format": FAMILIES[family][1], "weights": "weights.pt",
-            "weights_sha256": digest, "promoted": promote}
+            "weights_sha256": digest, "promoted": promote,
+            **({"extra_states": extras} if extras else {})}
     atomic.write_text(tmp / "card.json", json.dumps(full, indent=2, default=str))
     atomic.write_text(tmp / "card.md", card_markdown(full))
     tmp.rename(final)
@@ -97,6 +115,10 @@ def load_card(data_root: Path, family: str, version: str = "promoted") -> dict[s
 def load_model(data_root: Path, family: str, version: str = "promoted",
                device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The network rebuilt from its card, weights loaded with ``weights_only=True``, in eval."""
+    import torch
+
+    from models.checkpoints import load_state
+
     card = load_card(data_root, family, version)
     module_name, card_format = FAMILIES[family]
     if card.get("card_format") != card_format:
@@ -106,10 +128,28 @@ def load_model(data_root: Path, family: str, version: str = "promoted",
             f"wrote it (code version {card.get('code_version')})")
     model = importlib.import_module(module_name).build_from_card(card)
     path = family_dir(data_root, family) / card["version"] / card["weights"]
-    if hashlib.sha256(path.read_bytes()).hexdigest() != card["weights_sha256"]:
+    if _sha256(path) != card["weights_sha256"]:
         raise RegistryError(f"{path}: weights do not match the card's sha256")
     load_state(model, path)
     return model.to(device or torch.device("cpu")).eval(), card
+
+
+def load_extra_state(data_root: Path, card: dict[str, Any], name: str,
+                     ) -> dict[str, torch.Tensor]:
+    """One of the entry's extra state dicts (on CPU, ``weights_only=True``, sha256 checked)."""
+    import torch
+
+    extra = card.get("extra_states", {}).get(name)
+    if extra is None:
+        raise RegistryError(f"{card['family']} model {card['version']} has no state {name!r}")
+    path = family_dir(data_root, card["family"]) / card["version"] / extra["file"]
+    if not path.is_file() or _sha256(path) != extra["sha256"]:
+        raise RegistryError(f"{path}: missing or not matching the card's sha256")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def entries(data_root: Path) -> list[dict[str, Any]]:

@@ -189,3 +189,55 @@ def test_aesthetics_pipeline_materialises(tmp_path):
     # each user's adapters load on top of the shared model
     files = sorted((tmp_path / "aesthetics" / "personal" / "adapters" / "k100").glob("*.pt"))
     assert len(files) == 2
+
+    # the report registered the generic scorer with each test worker's adapters; the command
+    # applies them to real photos, answering the good inputs and naming the bad ones
+    _rate_and_enhance_with_the_registered_model(tmp_path)
+
+
+def _rate_and_enhance_with_the_registered_model(root) -> None:
+    from click.testing import CliRunner
+
+    from lenslab.cli import main
+    from models.registry import entries
+
+    (card,) = entries(root)
+    assert card["asset"] == "aesthetic_model" and len(card["users"]) == 2
+    assert card["metrics"]["test_workers"] == 2 and "val_spearman" in card["metrics"]
+    photos = root / "photos"
+    photos.mkdir()
+    with cbook.get_sample_data("grace_hopper.jpg") as fh:
+        (photos / "grace_hopper.jpg").write_bytes(fh.read())
+    for name, array in (("astronaut.png", skdata.astronaut()), ("chelsea.png", skdata.chelsea()),
+                        ("coffee.jpg", skdata.coffee()),
+                        ("china.jpg", load_sample_image("china.jpg"))):
+        Image.fromarray(array).save(photos / name)
+    corrupt = root / "corrupt.jpg"
+    corrupt.write_bytes((photos / "coffee.jpg").read_bytes()[:2000])
+    (root / "readme.png").write_text("not a photo")
+    bad = [str(corrupt), str(root / "readme.png"), str(root / "missing.jpg")]
+    user = sorted(card["users"])[0]
+    opts = ["--data-root", str(root), "--model-version", card["version"], "--format", "jsonl"]
+    scores = {}
+    for who in (None, user):
+        run = CliRunner().invoke(main, ["rate", str(photos), *bad, *opts,
+                                        *(["--user", who] if who else [])])
+        assert run.exit_code == 1, run.output
+        rows = [json.loads(line) for line in run.stdout.splitlines()]
+        assert len(rows) == 5 and all(np.isfinite(r["score"]) for r in rows)
+        assert "unreadable image" in run.stderr and "not an image" in run.stderr
+        assert "missing.jpg: no such file or folder" in run.stderr
+        assert "Traceback" not in run.output
+        scores[who] = [r["score"] for r in rows]
+    assert scores[None] != scores[user]  # the user's adapters change the scores
+    out = root / "chelsea_enhanced.jpg"
+    run = CliRunner().invoke(main, ["enhance", str(photos / "chelsea.png"), "--user", user, "-o",
+                                    str(out), *opts])
+    assert run.exit_code == 0, run.output
+    row = json.loads(run.stdout)
+    assert set(A.EDITS) <= set(row) and {"score_before", "score_after"} <= set(row)
+    with Image.open(out) as im:
+        assert im.size == (451, 300)
+    run = CliRunner().invoke(main, ["enhance", str(photos / "coffee.jpg"), *bad, "--user", user,
+                                    "-o", str(root / "enhanced"), "--mode", "pixels", *opts])
+    assert run.exit_code == 1 and (root / "enhanced" / "coffee_enhanced.png").is_file()

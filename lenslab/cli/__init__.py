@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from lenslab.cli.aesthetics import enhance, rate
 from lenslab.cli.registry import models
 from lenslab.cli.selfie import selfie
 
@@ -20,8 +21,9 @@ def main() -> None:
     Examples:
       lenslab models
       lenslab selfie me.jpg holiday/ 'shots/*.png' --format jsonl
+      lenslab rate holiday/ --user A1XRT4FJ3Q9ZK
     """
 
 
-for command in (models, selfie):
+for command in (models, selfie, rate, enhance):
     main.add_command(command)
