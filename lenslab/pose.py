@@ -352,3 +352,27 @@ class PoseLayout:
     @property
     def report(self) -> Path:
         return self.root / "reports" / "pose"
+
+
+# -------------------------------------------------------------------------- the served model
+def chosen_variant(predictions: pd.DataFrame, variants: Sequence[str]) -> str:
+    """The variant `lenslab similar` serves: the best validation ROC-AUC (never chosen on test)."""
+    from lenslab.metrics import roc_auc
+
+    val = predictions[predictions["split"] == "val"]
+    if val["label"].nunique() < 2:
+        raise ValueError("the validation pairs hold one class only: no variant can be chosen")
+    return max(variants, key=lambda n: roc_auc(val["label"].to_numpy(), val[f"p_{n}"].to_numpy()))
+
+
+def quality_problems(metrics: dict, chosen: str, baseline: str = "frozen") -> list[str]:
+    """Why the chosen variant must not be promoted: its test ROC-AUC interval reaches chance, or
+    it scores below the image-only frozen baseline on test ROC-AUC."""
+    m = metrics["models"][chosen]
+    problems = []
+    if m["roc_auc_ci95"][0] <= 0.5:
+        problems.append(f"{chosen} test ROC-AUC 95% interval {m['roc_auc_ci95']} reaches chance")
+    if m["roc_auc"] < metrics["models"][baseline]["roc_auc"]:
+        problems.append(f"{chosen} test ROC-AUC {m['roc_auc']:.3f} below the {baseline} "
+                        f"baseline's {metrics['models'][baseline]['roc_auc']:.3f}")
+    return problems

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from lenslab.cli.photobook import album, compare
+from lenslab.cli.pose import pose, similar
 from lenslab.cli.registry import models
 from lenslab.cli.selfie import selfie
 
@@ -20,8 +22,12 @@ def main() -> None:
     Examples:
       lenslab models
       lenslab selfie me.jpg holiday/ 'shots/*.png' --format jsonl
+      lenslab pose portrait.jpg --masks skeletons/
+      lenslab similar my_shot.jpg --among trip/
+      lenslab album holiday/ --places 12
+      lenslab compare take1.jpg take2.jpg
     """
 
 
-for command in (models, selfie):
+for command in (models, selfie, pose, similar, album, compare):
     main.add_command(command)
