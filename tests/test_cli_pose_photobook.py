@@ -91,6 +91,28 @@ def test_a_finetuned_variant_is_the_same_network_with_its_suffix_put_back(tmp_pa
     assert torch.allclose(f, served.trunk(as_float(x, torch.device("cpu"))))
 
 
+def test_the_served_pose_variant_is_chosen_on_validation_and_gated_on_test():
+    import pandas as pd
+
+    from lenslab.pose import chosen_variant, quality_problems
+
+    preds = pd.DataFrame({"split": ["val"] * 4 + ["test"] * 4, "label": [1, 0, 1, 0] * 2,
+                          "p_frozen": [0.9, 0.1, 0.8, 0.2, 0.1, 0.9, 0.2, 0.8],
+                          "p_frozen_pose": [0.6, 0.7, 0.8, 0.2, 0.9, 0.1, 0.8, 0.2]})
+    assert chosen_variant(preds, ["frozen", "frozen_pose"]) == "frozen"  # test ignored
+    one_class = preds.assign(label=1)
+    assert chosen_variant(one_class, ["frozen", "frozen_pose"]) == "frozen_pose"  # accuracy
+    good = {"roc_auc": 0.8, "roc_auc_ci95": [0.7, 0.9]}
+    metrics = {"models": {"frozen": {"roc_auc": 0.7, "roc_auc_ci95": [0.6, 0.8]},
+                          "frozen_pose": good}}
+    assert quality_problems(metrics, "frozen_pose") == []
+    metrics["models"]["frozen_pose"] = {"roc_auc": 0.65, "roc_auc_ci95": [0.45, 0.8]}
+    assert len(quality_problems(metrics, "frozen_pose")) == 2
+    metrics["models"]["frozen_pose"] = {"roc_auc": float("nan"),
+                                        "roc_auc_ci95": [float("nan")] * 2}
+    assert len(quality_problems(metrics, "frozen_pose")) == 2
+
+
 def test_photobook_family_round_trips_and_rebuilds_the_rater(tmp_path):
     entry, rater = register_photobook(tmp_path)
     model, loaded = registry.load_model(tmp_path, "photobook")
