@@ -98,6 +98,6 @@ def compare(a: str, b: str, data_root: Path, fmt: str, batch_size: int, device: 
     if not rejected:
         images = [got.images[0] for got in inputs]
         p = rater.probabilities(_embed(encoder, images, batch_size, "compare"), LEARNED)
-        emit([{"photo": str(path), "p_better": round(float(q), 4), "better_pick": q > 0.5}
+        emit([{"photo": str(path), "p_better": round(float(q), 4), "better_pick": bool(q > 0.5)}
               for (path, _), q in zip(images, p, strict=True)], fmt)
     finish(rejected)
