@@ -11,6 +11,7 @@ from pydantic import Field
 
 from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
+from assets.registration import data_provenance, stage_params
 from lenslab.params import param
 from lenslab.seeding import derive_seed
 from orchestration.automation import REPORT_FRESHNESS
@@ -34,7 +35,10 @@ VECTORS_STAGE = Stage(outs=("photobook/master_vectors",), code=MODEL_CODE,
                               "photobook.duplicate_threshold", "photobook.tier_gap",
                               "photobook.c_grid", "photobook.prompts",
                               "photobook.clip_weights"))
-RATER_STAGE = Stage(outs=("photobook/rater",), code=CODE,
+RATER_STAGE = Stage(outs=("photobook/rater", "registry/photobook"),
+                    code=(*CODE, "models/photobook_rater.py", "lenslab/dvc_lock.py",
+                          "models/registry.py", "assets/registration.py"),
+                    persist=("registry/photobook",),  # every version is kept
                     params=("seed", "photobook.reliability_bins", "photobook.bootstrap",
                             "photobook.duplicate_threshold"))
 REPORT_STAGE = Stage(outs=("reports/photobook",), code=(*CODE, "lenslab/photobook_figures.py"),
@@ -283,12 +287,14 @@ def photobook_rater(
     rater["val_pairs"] = len(val)
     write_text(layout.rater, json.dumps(rater, indent=2, default=float))
     write_parquet(layout.predictions, predictions)
+    entry = _register(context, data_root, rater, provenance)
     learned = rater["vectors"][LEARNED]
     context.log.info(f"learned vector: ECE {learned['ece']:.3f}, accuracy "
                      f"{learned['accuracy_labels']['value']:.3f} on {len(test)} test pairs")
     truth_md = {n: f"{v['accuracy_truth']['value']:.3f}" for n, v in rater["vectors"].items()
                 if "accuracy_truth" in v}
     return dg.MaterializeResult(metadata={
+        "registry_version": entry.version, "promoted": entry.promoted,
         "learned_test_accuracy": round(learned["accuracy_labels"]["value"], 4),
         "learned_test_accuracy_ci95": dg.MetadataValue.json(
             list(learned["accuracy_labels"]["ci95"])),
@@ -399,16 +405,65 @@ def photobook_learned_beats_baseline(data_root: DataRoot) -> dg.AssetCheckResult
     vectors = json.loads(_layout(data_root).rater.read_text())["vectors"]
     learned, seed = vectors["learned"]["accuracy_labels"], vectors["seed_ranksvm"][
         "accuracy_labels"]
-    chance = learned["ci95"][0] <= 0.5
-    clearly_below = learned["ci95"][1] < seed["value"]
-    problems = ([] if learned["value"] > seed["value"] else ["learned ≤ seed RankSVM"]) + (
-        ["learned CI touches 0.5"] if chance else [])
-    severity = (dg.AssetCheckSeverity.ERROR if chance or clearly_below
-                else dg.AssetCheckSeverity.WARN)
+    problems, blocking = _learned_problems(vectors)
+    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(passed=not problems, severity=severity,
                                description="; ".join(problems) or None,
                                metadata={"learned": learned["value"], "seed": seed["value"],
                                          "learned_ci95": list(learned["ci95"])})
+
+
+def _learned_problems(vectors: dict) -> tuple[list[str], bool]:
+    """(why the learned vector fails its check, whether that blocks): the check's logic, which
+    the registry's promotion follows too."""
+    learned, seed = vectors["learned"]["accuracy_labels"], vectors["seed_ranksvm"][
+        "accuracy_labels"]
+    chance = learned["ci95"][0] <= 0.5
+    clearly_below = learned["ci95"][1] < seed["value"]
+    problems = ([] if learned["value"] > seed["value"] else ["learned ≤ seed RankSVM"]) + (
+        ["learned CI touches 0.5"] if chance else [])
+    return problems, chance or clearly_below
+
+
+def _register(context: dg.AssetExecutionContext, data_root: DataRoot, rater_json: dict,
+              provenance: dict):
+    """The learned rater as a registry entry; promoted only if its quality check passes."""
+    from lenslab.photobook import LEARNED, Rater
+    from models import registry
+    from models.photobook_rater import RaterModel
+
+    problems, _ = _learned_problems(rater_json["vectors"])
+    for problem in problems:
+        context.log.warning(f"photobook rater not promoted: {problem}")
+    model = RaterModel.from_rater(Rater.load(_layout(data_root)))
+    learned = rater_json["vectors"][LEARNED]
+    encoder = rater_json["encoder"]
+    card = {
+        "asset": "photobook_rater", "model": LEARNED, "code_version": RATER_STAGE.code_version(),
+        "architecture": {"dim": encoder["dim"],
+                         "duplicate_threshold": rater_json["duplicate_threshold"]},
+        "encoder": encoder,
+        "vector": {k: v for k, v in provenance["vectors"][LEARNED].items() if k != "val_curve"},
+        "metrics": {"test_pair_accuracy": learned["accuracy_labels"]["value"],
+                    "test_pair_accuracy_ci95": learned["accuracy_labels"]["ci95"],
+                    "test_pairs": rater_json["test_pairs"], "test_ece": learned["ece"],
+                    "scale": learned["scale"],
+                    "baseline_seed_ranksvm_test_pair_accuracy":
+                        rater_json["vectors"]["seed_ranksvm"]["accuracy_labels"]["value"],
+                    "quality_problems": problems},
+        "params": {**stage_params(VECTORS_STAGE), **stage_params(RATER_STAGE)},
+        "data": data_provenance(context, ("image_embeddings", "master_vectors",
+                                          "photo_preferences"),
+                                ("data/photobook/embeddings", "data/photobook/master_vectors",
+                                 "data/raw/photo_preferences")),
+        "backbone": {"name": encoder["encoder"], "weights": encoder["weights"],
+                     "pretrained": encoder["pretrained"],
+                     "provenance": "open_clip ViT-B-32 weights file" if encoder[
+                         "encoder"].startswith("clip") else
+                     "torchvision's official ImageNet MobileNetV2 checkpoint (torch hub cache)"},
+    }
+    return registry.register(data_root.layout().root, "photobook", model, card=card,
+                             promote=not problems)
 
 
 photobook_assets = [image_embeddings, master_vectors, photobook_rater, photobook_report]

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from assets.catalog import image_catalog
 from assets.metadata import path_value, table_preview
+from assets.registration import data_provenance, stage_params
 from lenslab.params import param
 from lenslab.seeding import derive_seed
 from orchestration.automation import REPORT_FRESHNESS
@@ -34,8 +35,10 @@ PAIRS_STAGE = Stage(outs=("pose/pairs",), code=CODE,
                     params=("seed", "pose.split_fractions", "pose.negative_mix"))
 SIMILARITY_STAGE = Stage(outs=("pose/models",), code=MODEL_CODE,
                          params=("seed", "pose.backbone", "pose.frozen", "pose.finetune"))
-REPORT_STAGE = Stage(outs=("reports/pose",), code=(*CODE, "lenslab/metrics.py",
-                                                   "lenslab/pose_figures.py"),
+REPORT_STAGE = Stage(outs=("reports/pose", "registry/pose"),
+                     code=(*MODEL_CODE, "lenslab/metrics.py", "lenslab/pose_figures.py",
+                           "lenslab/dvc_lock.py", "models/registry.py", "assets/registration.py"),
+                     persist=("registry/pose",),  # every version is kept
                      params=("seed", "pose.bootstrap"))
 
 # (name, fine-tuned trunk, pose branch), in the seed's table order
@@ -291,7 +294,7 @@ class SimilarityReportConfig(dg.Config):
     "nearest-neighbour examples and role models (earliest earlier photo of the same site and "
     "pose): metrics.json, report.md, neighbours.png.",
 )
-def similarity_report(config: SimilarityReportConfig,
+def similarity_report(context: dg.AssetExecutionContext, config: SimilarityReportConfig,
                       data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_text
     from lenslab.pose_figures import build_report
@@ -301,8 +304,11 @@ def similarity_report(config: SimilarityReportConfig,
                                resamples=config.bootstrap, seed=config.seed)
     write_text(layout.report / "metrics.json", json.dumps(metrics, indent=2, default=float))
     write_text(layout.report / "report.md", md)
+    entry = _register(context, data_root, metrics)
     m = metrics["models"]
     return dg.MaterializeResult(metadata={
+        "registry_version": entry.version, "promoted": entry.promoted,
+        "registered_variant": json.loads((entry.path / "card.json").read_text())["model"],
         **{f"{n}_test_accuracy": round(v["accuracy"], 4) for n, v in m.items()},
         **{f"{n}_test_auc": round(v["roc_auc"], 4) for n, v in m.items()},
         "pose_gain_points": round(100 * (m["frozen_pose"]["accuracy"]
@@ -313,6 +319,71 @@ def similarity_report(config: SimilarityReportConfig,
     })
 
 
+def _registered_choice(data_root: DataRoot) -> tuple[str, dict, list[str]]:
+    """(variant chosen on validation, report metrics, why it must not be promoted)."""
+    from lenslab.pose import chosen_variant, quality_problems
+
+    layout = _layout(data_root)
+    chosen = chosen_variant(pd.read_parquet(layout.models / "predictions.parquet"),
+                            [v[0] for v in VARIANTS])
+    metrics = json.loads((layout.report / "metrics.json").read_text())
+    return chosen, metrics, quality_problems(metrics, chosen)
+
+
+@dg.asset_check(asset=similarity_report,
+                description="The variant chosen on validation (the one `lenslab similar` "
+                "serves) has a test ROC-AUC interval above chance (0.5) and is not below the "
+                "image-only frozen baseline; the registry promotes it only then.")
+def similarity_model_beats_chance(data_root: DataRoot) -> dg.AssetCheckResult:
+    chosen, metrics, problems = _registered_choice(data_root)
+    return dg.AssetCheckResult(
+        passed=not problems, description="; ".join(problems) or None,
+        metadata={"variant": chosen, "test_roc_auc": metrics["models"][chosen]["roc_auc"],
+                  "frozen_test_roc_auc": metrics["models"]["frozen"]["roc_auc"]})
+
+
+def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: dict):
+    """The variant chosen on validation as a registry entry; promoted if the quality bar holds."""
+    from models import registry
+    from models.backbones import BACKBONES
+    from models.pose import load_variant
+
+    layout = _layout(data_root)
+    chosen, _, problems = _registered_choice(data_root)
+    for problem in problems:
+        context.log.warning(f"pose similarity model not promoted: {problem}")
+    summary = json.loads((layout.models / "training.json").read_text())[chosen]
+    model = load_variant(layout.models / f"{chosen}.pt", summary)
+    poses = pd.read_parquet(layout.keypoints, columns=["backend"])
+    m, base = metrics["models"][chosen], metrics["models"]["frozen"]
+    siamese = model.siamese
+    card = {
+        "asset": "landmark_similarity", "model": chosen,
+        "code_version": SIMILARITY_STAGE.code_version(),
+        "architecture": {"backbone": summary["backbone"], "pose": summary["pose"],
+                         "hidden": siamese.project[1].out_features,
+                         "pose_dim": siamese.pose.net[-1].out_features if siamese.pose else 0,
+                         "image_size": summary["image_size"],
+                         "finetuned": summary["finetuned"],
+                         "frozen_stages": summary["frozen_stages"]},
+        "pose_backend": ", ".join(sorted(poses["backend"].unique())),
+        "metrics": {"test_roc_auc": m["roc_auc"], "test_roc_auc_ci95": m["roc_auc_ci95"],
+                    "test_accuracy": m["accuracy"], "test_pairs": m["n"],
+                    "baseline_frozen_test_roc_auc": base["roc_auc"],
+                    "baseline_frozen_test_accuracy": base["accuracy"],
+                    "quality_problems": problems},
+        "params": stage_params(SIMILARITY_STAGE),
+        "data": data_provenance(context, ("landmark_pairs", "pose_keypoints",
+                                          "landmark_similarity"),
+                                ("data/pose/pairs", "data/pose/keypoints", "data/pose/models")),
+        "backbone": {"name": summary["backbone"],
+                     "weights": f"torchvision {BACKBONES[summary['backbone']][1]}",
+                     "provenance": "torchvision's official ImageNet checkpoint (torch hub cache)"},
+    }
+    return registry.register(data_root.layout().root, "pose", model, card=card,
+                             promote=not problems)
+
+
 pose_assets = [pose_keypoints, pose_masks, landmark_pairs, landmark_similarity,
                similarity_report]
-pose_checks = [landmark_pairs_no_image_in_two_splits]
+pose_checks = [landmark_pairs_no_image_in_two_splits, similarity_model_beats_chance]

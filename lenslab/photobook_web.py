@@ -93,17 +93,11 @@ class PhotobookApp:
 
     def __init__(self, data_root: Path, limits: Limits | None = None, *,
                  encoder=None) -> None:
-        from models.photobook import ClipEncoder, MlspEncoder
+        from models.photobook_rater import encoder_for
 
         self.rater = Rater.load(PhotobookLayout(Path(data_root)))
         self.limits = limits or Limits()
-        info = self.rater.encoder
-        if encoder is None:
-            if info["encoder"].startswith("clip"):
-                encoder = ClipEncoder(Path(info["weights"]))
-            else:
-                encoder = MlspEncoder(info["image_size"])
-        self.encoder = encoder
+        self.encoder = encoder or encoder_for(self.rater.encoder)
         self._lock = threading.Lock()
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:

@@ -352,3 +352,29 @@ class PoseLayout:
     @property
     def report(self) -> Path:
         return self.root / "reports" / "pose"
+
+
+# -------------------------------------------------------------------------- the served model
+def chosen_variant(predictions: pd.DataFrame, variants: Sequence[str]) -> str:
+    """The variant `lenslab similar` serves: the best validation ROC-AUC (never chosen on test;
+    accuracy where the validation pairs hold one class only, as at tiny synthetic scales)."""
+    from lenslab.metrics import accuracy, roc_auc
+
+    val = predictions[predictions["split"] == "val"]
+    if val.empty:
+        raise ValueError("no validation pairs: no variant can be chosen")
+    score = roc_auc if val["label"].nunique() == 2 else accuracy
+    return max(variants, key=lambda n: score(val["label"].to_numpy(), val[f"p_{n}"].to_numpy()))
+
+
+def quality_problems(metrics: dict, chosen: str, baseline: str = "frozen") -> list[str]:
+    """Why the chosen variant must not be promoted: its test ROC-AUC interval reaches chance, or
+    it scores below the image-only frozen baseline on test ROC-AUC."""
+    m = metrics["models"][chosen]
+    problems = []
+    if not m["roc_auc_ci95"][0] > 0.5:  # NaN (one class in the test pairs) fails too
+        problems.append(f"{chosen} test ROC-AUC 95% interval {m['roc_auc_ci95']} reaches chance")
+    if not m["roc_auc"] >= metrics["models"][baseline]["roc_auc"]:
+        problems.append(f"{chosen} test ROC-AUC {m['roc_auc']:.3f} below the {baseline} "
+                        f"baseline's {metrics['models'][baseline]['roc_auc']:.3f}")
+    return problems

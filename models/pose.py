@@ -383,6 +383,9 @@ def train_variants(images: pd.DataFrame, pairs: pd.DataFrame, poses: pd.DataFram
                                             torch.tensor([index[b] for b in test_b],
                                                          dtype=torch.long), device)
         summary[name] = {"finetuned": finetuned, "pose": use_pose, "seed": seed,
+                         "backbone": settings.backbone,
+                         "image_size": settings.finetune_size if finetuned else settings.image_size,
+                         "frozen_stages": settings.finetune_frozen_stages if finetuned else None,
                          "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                          "epochs_run": len(result.history), "resumed_from": result.resumed_from,
                          "train_seconds": seconds, "history": result.history}
@@ -390,3 +393,61 @@ def train_variants(images: pd.DataFrame, pairs: pd.DataFrame, poses: pd.DataFram
     write_parquet(out_dir / "test_image_scores.parquet", scores)
     write_text(out_dir / "training.json", json.dumps(summary, indent=2))
     return {"test_pairs": int((scored["split"] == "test").sum()), "summary": summary}
+
+
+# ------------------------------------------------------------------------ the registered model
+class PhotoSimilarity(nn.Module):
+    """A trained variant as one network for raw photos: the whole trunk, then the siamese head.
+
+    A fine-tuned variant's trained suffix is put back into the trunk it was cut from, so every
+    variant is "trunk -> pooled features -> head" (what the registry stores and rebuilds).
+    """
+
+    def __init__(self, trunk: Trunk, siamese: Siamese) -> None:
+        super().__init__()
+        if siamese.suffix is not None:
+            raise ValueError("merge the fine-tuned suffix into the trunk first (from_trained)")
+        self.trunk, self.siamese = trunk, siamese
+
+    @classmethod
+    def from_trained(cls, trunk: Trunk, siamese: Siamese, frozen_stages: int) -> PhotoSimilarity:
+        """``trunk``: the pretrained trunk the variant was trained on; ``frozen_stages``: the
+        fine-tuned variants' frozen prefix (ignored for the frozen ones)."""
+        if siamese.suffix is not None:
+            stages = [*list(trunk.stages)[:frozen_stages], *siamese.suffix.stages]
+            trunk = Trunk(nn.Sequential(*stages), trunk.dim,
+                          (trunk.mean.flatten().tolist(), trunk.std.flatten().tolist()))
+            siamese.suffix = None
+        return cls(trunk, siamese)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features of uint8 images (n, 3, s, s) on the model's device."""
+        return self.trunk(as_float(images, self.trunk.mean.device))
+
+    def forward(self, fa: torch.Tensor, fb: torch.Tensor, pa: torch.Tensor,
+                pb: torch.Tensor) -> torch.Tensor:
+        """The logit of "same site and pose" from pooled features and pose vectors."""
+        return self.siamese.compare(fa, fb, pa, pb)
+
+
+def load_variant(path: Path, summary: dict) -> PhotoSimilarity:
+    """A trained variant (``<name>.pt`` and its ``training.json`` entry) as one network, on the
+    pretrained trunk it was trained on."""
+    from models.backbones import build_trunk
+    from models.checkpoints import load_state
+
+    trunk = build_trunk(summary["backbone"], pretrained=True)
+    suffix = (TrunkSuffix(build_trunk(summary["backbone"], pretrained=False),
+                          summary["frozen_stages"]) if summary["finetuned"] else None)
+    siamese = load_state(Siamese(trunk.dim, summary["pose"], suffix=suffix), path)
+    return PhotoSimilarity.from_trained(trunk, siamese, summary["frozen_stages"] or 0)
+
+
+def build_from_card(card: dict) -> PhotoSimilarity:
+    """The registry's builder (models/registry.py): trunk + head, weights loaded after."""
+    from models.backbones import build_trunk
+
+    arch = card["architecture"]
+    trunk = build_trunk(arch["backbone"], pretrained=False)
+    return PhotoSimilarity(trunk, Siamese(trunk.dim, arch["pose"], hidden=arch["hidden"],
+                                          pose_dim=arch["pose_dim"]))

@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # torch loads only to write or load a model: `lenslab models`
 FAMILIES: dict[str, tuple[str, int]] = {
     "selfie": ("models.selfie", 1),
     "aesthetics": ("models.aesthetics", 1),
+    "pose": ("models.pose", 1),
+    "photobook": ("models.photobook_rater", 1),
 }
 REGISTRY_DIR = "registry"
 

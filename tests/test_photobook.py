@@ -217,6 +217,9 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     response = client.post("/compare", files=files, data={"vector": "learned"})
     assert response.status_code == 200 and 'id="p0"' in response.text
 
+    # the rater registered (promoted only past its check); the CLI applies it to real photos
+    _cli_on_real_photos(tmp_path, checks)
+
     # the CLIP path through the same assets (random weights saved as the "pretrained" file):
     # prompt master vectors from the real text tower, their cosine with the learned one
     import open_clip
@@ -239,3 +242,56 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     cosines = json.loads((clip_out.report / "metrics.json").read_text())["cosines"]
     assert {"prompt_appealing", "prompt_photobook", "prompt_not_appealing"} <= set(cosines)
     assert all(-1 <= c <= 1 for c in cosines.values())
+
+
+def _cli_on_real_photos(data_root, checks):
+    import shutil
+
+    from click.testing import CliRunner
+    from matplotlib import cbook
+    from sklearn.datasets import load_sample_image
+
+    from lenslab.cli import main
+    from models.registry import entries
+
+    (card,) = entries(data_root)
+    check = next(c for c in checks if c.check_name == "photobook_learned_beats_baseline")
+    assert card["family"] == "photobook" and card["promoted"] == check.passed
+    assert card["encoder"]["encoder"] == "mobilenet_v2_mlsp" and card["metrics"]["test_pairs"] > 0
+    photos = data_root / "photos"
+    photos.mkdir()
+    Image.fromarray(skdata.astronaut()).save(photos / "astronaut.jpg")
+    Image.fromarray(skdata.astronaut()).save(photos / "astronaut_again.png")  # a near-duplicate
+    Image.fromarray(skdata.chelsea()).save(photos / "chelsea.jpg")
+    Image.fromarray(skdata.coffee()).save(photos / "coffee.jpg")
+    Image.fromarray(load_sample_image("china.jpg")).save(photos / "china.jpg")
+    shutil.copy(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False),
+                photos / "grace_hopper.jpg")
+    corrupt, text = data_root / "corrupt.jpg", data_root / "notes.png"
+    corrupt.write_bytes((photos / "chelsea.jpg").read_bytes()[:2000])
+    text.write_text("not a photo")
+
+    def run(*args):
+        return CliRunner().invoke(main, [*map(str, args), "--data-root", str(data_root),
+                                         "--model-version", card["version"],
+                                         "--format", "jsonl"])
+
+    album = run("album", photos, corrupt, text, data_root / "missing.jpg", "--places", 3)
+    assert album.exit_code == 1, album.output
+    rows = [json.loads(line) for line in album.stdout.splitlines()]
+    assert len(rows) == 6 and sum(r["chosen"] for r in rows) == 3
+    names = {r["photo"].rsplit("/", 1)[-1]: r for r in rows}
+    copies = sorted((names["astronaut.jpg"], names["astronaut_again.png"]),
+                    key=lambda r: r["rank"])
+    assert copies[1]["reason"].startswith("near-duplicate of") and not copies[1]["chosen"]
+    for bad, why in ((corrupt, "unreadable image"), (text, "not an image"),
+                     (data_root / "missing.jpg", "no such file or folder")):
+        assert f"{bad}: {why}" in album.stderr
+    assert "Traceback" not in album.output
+
+    compare = run("compare", photos / "chelsea.jpg", photos / "coffee.jpg")
+    assert compare.exit_code == 0, compare.output
+    p = [json.loads(line)["p_better"] for line in compare.stdout.splitlines()]
+    assert len(p) == 2 and sum(p) == pytest.approx(1, abs=1e-3)
+    bad = run("compare", photos / "chelsea.jpg", corrupt)
+    assert bad.exit_code == 1 and f"{corrupt}: unreadable image" in bad.stderr

@@ -323,7 +323,8 @@ def test_pose_pipeline_materialises_and_meets_the_issue_targets(tmp_path):
                             selection=[a.key for a in pose_assets], resources=resources,
                             run_config=run_config, raise_on_error=True)
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"landmark_pairs_no_image_in_two_splits": True}
+    assert checks == {"landmark_pairs_no_image_in_two_splits": True,
+                      "similarity_model_beats_chance": True}
     keypoints = result.asset_materializations_for_node("pose_keypoints")[0].metadata
     assert keypoints["backend"].value == "annotations"
     poses = pd.read_parquet(tmp_path / "pose" / "keypoints" / "pose_keypoints.parquet")
@@ -339,3 +340,54 @@ def test_pose_pipeline_materialises_and_meets_the_issue_targets(tmp_path):
         assert (out / name).stat().st_size > 0, name
     for name in ("frozen", "frozen_pose", "finetuned", "finetuned_pose"):
         assert (tmp_path / "pose" / "models" / f"{name}.pt").is_file()
+
+    # the report registered the variant chosen on validation, promoted past its check; the CLI
+    # applies it (poses from BlazePose) and the pose backend to real photos, bad ones among them
+    _cli_on_real_photos(tmp_path)
+
+
+def _cli_on_real_photos(data_root):
+    import json
+
+    from click.testing import CliRunner
+    from matplotlib import cbook
+
+    from lenslab.cli import main
+    from models.registry import entries
+
+    (card,) = entries(data_root)
+    assert card["family"] == "pose" and card["promoted"] and card["pose_backend"] == "annotations"
+    assert card["model"] in ("frozen_pose", "finetuned_pose", "frozen", "finetuned")
+    assert card["metrics"]["test_roc_auc_ci95"][0] > 0.5
+    photos = data_root / "photos"
+    photos.mkdir()
+    Image.fromarray(skdata.astronaut()).save(photos / "astronaut.jpg")
+    Image.fromarray(skdata.astronaut()[:, ::-1]).save(photos / "astronaut_mirrored.jpg")
+    Image.fromarray(skdata.coffee()).save(photos / "coffee.png")
+    Image.open(cbook.get_sample_data("grace_hopper.jpg")).save(photos / "grace_hopper.jpg")
+    (photos / "corrupt.jpg").write_bytes((photos / "astronaut.jpg").read_bytes()[:3000])
+    (photos / "notes.jpg").write_text("not a photo")
+
+    def run(*args):
+        return CliRunner().invoke(main, [*map(str, args), "--data-root", str(data_root),
+                                         "--format", "jsonl"])
+
+    similar = run("similar", photos / "astronaut.jpg", "--among", photos, "--among",
+                  photos / "missing.jpg")
+    assert similar.exit_code == 1, similar.output
+    ranked = [json.loads(line) for line in similar.stdout.splitlines()]
+    assert [r["photo"].rsplit("/", 1)[-1] for r in ranked][:1] == ["astronaut_mirrored.jpg"]
+    assert {r["photo"].rsplit("/", 1)[-1] for r in ranked} == {
+        "astronaut_mirrored.jpg", "coffee.png", "grace_hopper.jpg"}
+    for bad, why in (("corrupt.jpg", "unreadable image"), ("notes.jpg", "not an image"),
+                     ("missing.jpg", "no such file or folder")):
+        assert f"{photos / bad}: {why}" in similar.stderr
+    assert "Traceback" not in similar.output
+
+    masks = data_root / "skeletons"
+    pose = run("pose", photos, "--masks", masks)
+    assert pose.exit_code == 1 and "notes.jpg: not an image" in pose.stderr
+    people = {r["photo"].rsplit("/", 1)[-1]: r for r in map(json.loads,
+                                                            pose.stdout.splitlines())}
+    assert people["astronaut.jpg"]["person"] == 0 and people["coffee.png"]["person"] == -1
+    assert len(list(masks.glob("*.png"))) == 4

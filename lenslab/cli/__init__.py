@@ -9,6 +9,8 @@ from __future__ import annotations
 import click
 
 from lenslab.cli.aesthetics import enhance, rate
+from lenslab.cli.photobook import album, compare
+from lenslab.cli.pose import pose, similar
 from lenslab.cli.registry import models
 from lenslab.cli.selfie import selfie
 
@@ -22,8 +24,12 @@ def main() -> None:
       lenslab models
       lenslab selfie me.jpg holiday/ 'shots/*.png' --format jsonl
       lenslab rate holiday/ --user A1XRT4FJ3Q9ZK
+      lenslab pose portrait.jpg --masks skeletons/
+      lenslab similar my_shot.jpg --among trip/
+      lenslab album holiday/ --places 12
+      lenslab compare take1.jpg take2.jpg
     """
 
 
-for command in (models, selfie, rate, enhance):
+for command in (models, selfie, rate, enhance, pose, similar, album, compare):
     main.add_command(command)

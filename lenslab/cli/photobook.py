@@ -1,0 +1,103 @@
+"""`lenslab album` (the photobook pick with a reason per photo) and `lenslab compare` (each of
+two photos' probability of being the better pick), with the registered photobook rater."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lenslab.cli.common import (
+    batches,
+    data_root_option,
+    emit,
+    fail,
+    finish,
+    format_option,
+    load_family,
+    model_options,
+    read_images,
+)
+
+
+def _rater(data_root: Path, version: str, device: str):
+    """(rater, encoder) of the registered photobook model, or exit 2 saying what is missing."""
+    from models.photobook_rater import encoder_for
+
+    model, card = load_family(data_root, "photobook", version, device)
+    try:
+        encoder = encoder_for(card["encoder"], model.vector.device)
+    except (FileNotFoundError, ValueError) as err:
+        fail(f"photobook model {card['version']}: {err}")
+    return model.rater(card), encoder
+
+
+def _embed(encoder, images: list, batch_size: int, label: str):
+    import numpy as np
+
+    parts = [encoder.encode_images([im for _, im in chunk], batch_size)
+             for chunk in batches(images, batch_size, label)]
+    return np.concatenate(parts).astype(np.float64)
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.option("--places", type=click.IntRange(min=1), required=True,
+              help="Photos the album holds (N).")
+@data_root_option
+@format_option
+@model_options
+def album(photos: tuple[str, ...], places: int, data_root: Path, fmt: str, batch_size: int,
+          device: str, model_version: str) -> None:
+    """Pick the best N photos for a photobook: best score first, skipping a photo that is a
+    near-duplicate of one already picked. Every photo gets a row with its score, rank, whether
+    it is chosen and why.
+
+    PHOTOS are image files, folders or glob patterns.
+
+    \b
+    Examples:
+      lenslab album holiday/ --places 12
+      lenslab album 'shoot/*.jpg' extra.png --places 4 --format csv > album.csv
+    """
+    from lenslab.photobook import LEARNED
+
+    rater, encoder = _rater(data_root, model_version, device)
+    inputs = read_images(photos)
+    if inputs.images:
+        e = _embed(encoder, inputs.images, batch_size, "album")
+        picks = rater.album(e, [str(p) for p, _ in inputs.images], places, LEARNED)
+        emit(picks.to_dict(orient="records"), fmt)
+    finish(inputs.rejected)
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@data_root_option
+@format_option
+@model_options
+def compare(a: str, b: str, data_root: Path, fmt: str, batch_size: int, device: str,
+            model_version: str) -> None:
+    """Each of two photos' probability of being the better photobook pick (the two add up to
+    1; calibrated on held-out preference pairs).
+
+    \b
+    Examples:
+      lenslab compare take1.jpg take2.jpg
+      lenslab compare a.png b.png --format jsonl
+    """
+    from lenslab.photobook import LEARNED
+
+    rater, encoder = _rater(data_root, model_version, device)
+    inputs = [read_images([arg]) for arg in (a, b)]
+    for arg, got in zip((a, b), inputs, strict=True):
+        if len(got.images) > 1:
+            fail(f"{arg}: compare takes two photos, this names {len(got.images)}")
+    rejected = [r for got in inputs for r in got.rejected]
+    if not rejected:
+        images = [got.images[0] for got in inputs]
+        p = rater.probabilities(_embed(encoder, images, batch_size, "compare"), LEARNED)
+        emit([{"photo": str(path), "p_better": round(float(q), 4), "better_pick": bool(q > 0.5)}
+              for (path, _), q in zip(images, p, strict=True)], fmt)
+    finish(rejected)
