@@ -29,6 +29,7 @@ from models.checkpoints import load_state, save_state
 # family -> (module with `build_from_card(card) -> nn.Module`, its card format version)
 FAMILIES: dict[str, tuple[str, int]] = {
     "selfie": ("models.selfie", 1),
+    "photographer": ("models.photographer", 1),
 }
 REGISTRY_DIR = "registry"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from lenslab.cli.photographer import photographer, similar_photographers
 from lenslab.cli.registry import models
 from lenslab.cli.selfie import selfie
 
@@ -23,5 +24,5 @@ def main() -> None:
     """
 
 
-for command in (models, selfie):
+for command in (models, selfie, photographer, similar_photographers):
     main.add_command(command)
