@@ -153,9 +153,10 @@ PHOTOGRAPHER_STAGE = Stage(
     outs=("models/photographer/photographer_embeddings.parquet",
           "models/photographer/identification.parquet", "models/photographer/metrics.json"),
     code=("models/photographer.py", "lenslab/style_models.py", "assets/style.py"),
-    params=("seed", "style.photographer_dim", "style.photographer_epochs",
-            "style.photographer_lr", "style.photographer_style_weight",
-            "style.heldout_base_fraction"),
+    params=("seed", "style.photographer_dim", "style.photographer_hidden",
+            "style.photographer_dropout", "style.photographer_ae_embedding",
+            "style.photographer_epochs", "style.photographer_lr",
+            "style.photographer_style_weight", "style.heldout_base_fraction"),
 )
 REPORT_STAGE = Stage(
     outs=("reports/style",),
@@ -180,6 +181,11 @@ class StyleAutoencoderConfig(dg.Config):
 
 class PhotographerConfig(dg.Config):
     dim: int = Field(default=param("style.photographer_dim"))
+    hidden: int = Field(default=param("style.photographer_hidden"),
+                        description="Hidden units of the image encoder (0: linear).")
+    dropout: float = Field(default=param("style.photographer_dropout"))
+    ae_embedding: bool = Field(default=param("style.photographer_ae_embedding"),
+                               description="Put the autoencoder embedding beside the features.")
     epochs: int = Field(default=param("style.photographer_epochs"))
     lr: float = Field(default=param("style.photographer_lr"))
     style_weight: float = Field(default=param("style.photographer_style_weight"))
@@ -286,17 +292,20 @@ def photographer_model(
         label_kind = "true_photographers"
     n_phot = int(truth.max()) + 1
     train_rows = parts == "train"
-    f = style_models.standardise(table[list(FEATURE_NAMES)].to_numpy(float), train_rows)
-    z = style_models.standardise(table[[c for c in emb.columns if c.startswith("z")]]
-                                 .to_numpy(float), train_rows)
-    x = torch.tensor(np.hstack([z, f]), dtype=torch.float32)
+    f_scale = style_models.scaling(table[list(FEATURE_NAMES)].to_numpy(float), train_rows)
+    z_raw = table[[c for c in emb.columns if c.startswith("z")]].to_numpy(float)
+    z_scale = style_models.scaling(z_raw, train_rows)
+    f = (table[list(FEATURE_NAMES)].to_numpy(float) - f_scale[0]) / f_scale[1]
+    z = (z_raw - z_scale[0]) / z_scale[1]
+    x = torch.tensor(np.hstack([z, f]) if config.ae_embedding else f, dtype=torch.float32)
     ft = torch.tensor(f, dtype=torch.float32)
     y = torch.tensor(truth, dtype=torch.long)
     idx = {s: torch.from_numpy(np.flatnonzero(parts == s)) for s in
            ("train", "val", "test", "heldout_base")}
     seed = derive_seed(config.seed, "style", "photographer") % 2**31
-    cfg = ph.TrainConfig(dim=config.dim, epochs=config.epochs, lr=config.lr,
-                         style_weight=config.style_weight, seed=seed)
+    cfg = ph.TrainConfig(dim=config.dim, hidden=config.hidden, dropout=config.dropout,
+                         epochs=config.epochs, lr=config.lr, style_weight=config.style_weight,
+                         seed=seed)
     result = ph.train(x, ft, y, idx["train"], idx["val"], n_phot, cfg, device.torch_device())
     with torch.no_grad():
         scores = {"embedding_classifier": result.model.logits(x),
@@ -332,11 +341,60 @@ def photographer_model(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     key = {f"{k.replace('/', '_')}_top1": round(v["top1"], 4) for k, v in ident.items()}
     context.log.info(str(key))
+    if not config.ae_embedding:  # the identifier carries no autoencoder scaling
+        z_scale = (np.zeros(0), np.ones(0))
+    entry = _register(context, layout, config, result.model, names, (z_scale, f_scale), metrics)
     return dg.MaterializeResult(metadata={
         "labels": label_kind, "photographers": n_phot, "best_epoch": result.best_epoch,
         "torch_seed": seed, **key, "chance_top1": round(1 / n_phot, 4),
+        "registry_version": entry.version, "promoted": entry.promoted,
         "path": path_value(ph.embeddings_path(layout.root)),
     })
+
+
+def _register(context: dg.AssetExecutionContext, layout, config: PhotographerConfig, model,
+              names: list[str], scales, metrics: dict):
+    """The identifier (autoencoder + standardisation + photographer model) as a registry
+    entry of family ``photographer``; promoted when style_models.quality_problems is empty."""
+    from assets.registration import data_provenance, stage_params
+    from lenslab import style_models
+    from lenslab.style_features import FEATURE_NAMES
+    from models import photographer as ph
+    from models import registry
+    from models import style_autoencoder as ae
+
+    state = torch.load(style_models.model_dir(layout, "style_autoencoder") / "checkpoint.pt",
+                       map_location="cpu", weights_only=True)["model"]
+    arch_ae = ae.architecture_of(state)
+    arch = {"photographers": names, "n_features": len(FEATURE_NAMES),
+            "feature_size": param("style.feature_size"), "ae_size": arch_ae["size"],
+            "ae_embedding_dim": arch_ae["embedding_dim"] if config.ae_embedding else 0,
+            "ae_width": arch_ae["width"], "dim": config.dim, "hidden": config.hidden}
+    card = {"architecture": arch}
+    identifier = ph.build_from_card(card)
+    if identifier.autoencoder is not None:
+        identifier.autoencoder.load_state_dict(state)
+    identifier.model.load_state_dict(model.state_dict())
+    (z_mean, z_std), (f_mean, f_std) = scales
+    identifier.set_scaling(*(torch.as_tensor(v, dtype=torch.float32)
+                             for v in (z_mean, z_std, f_mean, f_std)))
+    problems = style_models.quality_problems(metrics)
+    for problem in problems:
+        context.log.warning(f"photographer model not promoted: {problem}")
+    ident = metrics["identification"]
+    card |= {
+        "asset": "photographer_model", "code_version": PHOTOGRAPHER_STAGE.code_version(),
+        "labels": metrics["labels"],
+        "metrics": {**{f"{k.replace('/', '_')}_top1": v["top1"] for k, v in ident.items()},
+                    **{f"{k.replace('/', '_')}_top5": v["top5"] for k, v in ident.items()},
+                    "chance_top1": metrics["chance_top1"], "quality_problems": problems},
+        "params": {**stage_params(AE_STAGE), **stage_params(PHOTOGRAPHER_STAGE)},
+        "data": data_provenance(context, ("global_features", "style_autoencoder"),
+                                ("data/features/global_features.parquet", "data/catalog")),
+        "backbone": {"name": "style_autoencoder (trained here)", "weights": "none pretrained"},
+    }
+    return registry.register(layout.root, "photographer", identifier, card=card,
+                             promote=not problems)
 
 
 @dg.asset(
@@ -347,7 +405,7 @@ def photographer_model(
     freshness_policy=REPORT_FRESHNESS,
     description="metrics.json, report.md and plots: identification top-1/top-5 vs chance on "
     "held-out edits and held-out bases, clustering ARI/NMI vs the seed's variant, 2-D maps of "
-    "the image and photographer embeddings.",
+    "the image and photographer embeddings, a grid of example edits per photographer.",
 )
 def style_report(
     context: dg.AssetExecutionContext, data_root: DataRoot
@@ -375,9 +433,11 @@ def style_report(
             for v, c in (("standardised", "cluster"), ("seed", "seed_cluster"))
             for m, fn in (("ari", adjusted_rand_score), ("nmi", normalized_mutual_info_score))}
     ident = metrics["identification"]
-    # the issue's target: held-out top-1 >= 90 % (the model, not the baseline)
-    held = ident.get("test/embedding_classifier", {}).get("top1", 0.0)
-    metrics["target_met"] = bool(held >= 0.9)
+    # the issue's target: held-out top-1 >= 90 % (the model, not the baseline), on held-out
+    # edits and, where the source shares bases, on base images never seen in training
+    held = [ident[f"{part}/embedding_classifier"]["top1"] for part in ("test", "heldout_base")
+            if f"{part}/embedding_classifier" in ident]
+    metrics["target_met"] = bool(held) and min(held) >= style_models.TARGET_TOP1
     plots = []
     for metric in ("top1", "top5"):
         name = f"identification_{metric}.png"
@@ -401,16 +461,24 @@ def style_report(
     style_models.scatter(style_models.pca_2d(phot[ecols].to_numpy(), seed),
                          np.arange(len(phot)), out / "photographer_embeddings.png",
                          "photographer embeddings (PCA)", list(phot["photographer"]))
-    plots += ["image_embeddings.png", "photographer_embeddings.png"]
+    catalog = style.catalogued_images(pd.read_parquet(layout.catalog)).set_index("image_id")
+    labelled = ids.set_index("image_id").join(catalog["normalised_path"], how="inner")
+    style_models.example_grid(layout.root, style_models.examples_by_photographer(
+        labelled["normalised_path"], labelled["photographer"].to_numpy()),
+        out / "example_edits.png")
+    plots += ["image_embeddings.png", "photographer_embeddings.png", "example_edits.png"]
     style_models.write_report(out, metrics, plots)
     flat = {f"{k.replace('/', '_')}_{m}": round(v[m], 4) for k, v in ident.items()
             for m in ("top1", "top5")}
     bar = base64.b64encode((out / "identification_top1.png").read_bytes()).decode()
+    grid = (out / "example_edits.png").read_bytes()
     return dg.MaterializeResult(metadata={
         **flat, **{k: round(v, 4) for k, v in metrics.get("clustering", {}).items()},
         "chance_top1": round(metrics["chance_top1"], 4), "target_met": metrics["target_met"],
         "pca_seed": seed, "path": path_value(out / "report.md"),
         "plot": dg.MetadataValue.md(f"![top-1](data:image/png;base64,{bar})"),
+        "example_edits": dg.MetadataValue.md("![example edits](data:image/png;base64,"
+                                             f"{base64.b64encode(grid).decode()})"),
     })
 
 

@@ -94,7 +94,8 @@ def extract(paths: Sequence[Path], *, size: int = 256, batch_size: int = 64,
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in _batches(list(paths), size, batch_size, threads):
-            pixels = batch.to(device, non_blocking=True).float().div_(255.0)
+            # uint8 codes: the features read the sRGB curve from a table (style_features)
+            pixels = batch.to(device, non_blocking=True)
             out.append(global_features(pixels).cpu())
             seed_out.append(seed_features(pixels).cpu())
             if progress is not None:

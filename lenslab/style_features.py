@@ -63,8 +63,21 @@ SEED_FEATURE_NAMES: tuple[str, ...] = ("seed_contrast", "seed_mean_r", "seed_mea
 
 
 def srgb_linear(rgb: Tensor) -> Tensor:
-    """Undo the sRGB transfer curve (values in [0, 1])."""
+    """Undo the sRGB transfer curve: float values in [0, 1], or uint8 codes (0-255) read from a
+    256-entry table (the same curve, no pow per pixel; float32 out)."""
+    if rgb.dtype == torch.uint8:
+        return _linear_table(rgb.device)[rgb.long()]
     return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
+
+
+def _linear_table(device: torch.device) -> Tensor:
+    codes = torch.arange(256, dtype=torch.float64) / 255.0
+    return srgb_linear(codes).float().to(device)
+
+
+def as_unit(batch: Tensor) -> Tensor:
+    """uint8 codes -> float32 in [0, 1]; float input unchanged."""
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
 
 
 def _lab_f(t: Tensor) -> Tensor:
@@ -90,9 +103,10 @@ def srgb_to_lab(rgb: Tensor, dim: int = -1) -> Tensor:
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim)
 
 
-def lightness(batch: Tensor) -> Tensor:
-    """L* of an (N, 3, H, W) batch, (N, H, W): only the Y row of the conversion is needed."""
-    return 116.0 * _lab_f(_xyz_row(srgb_linear(batch), 1, 1)) - 16.0
+def lightness(batch: Tensor, dim: int = 1) -> Tensor:
+    """L* of a batch along its channel axis ``dim`` (the axis is dropped): only the Y row of
+    the conversion is needed."""
+    return 116.0 * _lab_f(_xyz_row(srgb_linear(batch), 1, dim)) - 16.0
 
 
 def michelson_map(light: Tensor, floor: float = 0.0) -> Tensor:
@@ -171,7 +185,9 @@ def global_features(batch: Tensor) -> Tensor:
     if batch.ndim != 4 or batch.shape[1] != 3:
         raise ValueError(f"expected an (N, 3, H, W) batch, got {tuple(batch.shape)}")
     n = batch.shape[0]
-    light = lightness(batch)
+    codes = batch  # uint8 codes take the table path of srgb_linear (no gradients needed there)
+    batch = as_unit(batch)
+    light = lightness(codes)
     local = michelson_map(light, _CONTRAST_FLOOR).mean((1, 2))
     laplacian, residual = _second_differences(light / 100.0)
     sharpness = laplacian.reshape(n, -1).var(-1, unbiased=False)
@@ -179,8 +195,14 @@ def global_features(batch: Tensor) -> Tensor:
     noise = math.sqrt(math.pi / 2.0) / 6.0 * residual.abs().mean((1, 2))
 
     sub = batch[:, :, ::2, ::2]
-    lab = srgb_to_lab(sub, dim=1)
-    flat_l = lab[:, 0].reshape(n, -1)
+    # Lab of the subsample; its L* is the full-resolution L* already computed, read at the
+    # same pixels, so only a* and b* are converted here (same values as srgb_to_lab)
+    linear = srgb_linear(codes[:, :, ::2, ::2])
+    sub_l = light[:, ::2, ::2]
+    fy = (sub_l + 16.0) / 116.0
+    a = 500.0 * (_lab_f(_xyz_row(linear, 0, 1)) - fy)
+    b = 200.0 * (fy - _lab_f(_xyz_row(linear, 2, 1)))
+    flat_l = sub_l.reshape(n, -1)
     quantiles = torch.tensor([0.05, 0.5, 0.95], dtype=batch.dtype, device=batch.device)
     percentiles = torch.quantile(flat_l, quantiles, dim=1).T
 
@@ -189,7 +211,6 @@ def global_features(batch: Tensor) -> Tensor:
     rgb_std = flat_rgb.std(-1, unbiased=False)
     high, low = sub.amax(1), sub.amin(1)
     saturation = ((high - low) / high.clamp(min=1e-3)).mean((1, 2))
-    a, b = lab[:, 1], lab[:, 2]
     chroma = _safe_sqrt(a * a + b * b).mean((1, 2))
     r, g, bl = flat_rgb.unbind(1)
     rg, yb = r - g, 0.5 * (r + g) - bl
@@ -200,7 +221,7 @@ def global_features(batch: Tensor) -> Tensor:
                percentiles, local[:, None], rgb_mean, rgb_std, saturation[:, None],
                chroma[:, None], colourfulness[:, None], _hue_histogram(sub),
                a.mean((1, 2))[:, None], b.mean((1, 2))[:, None], sharpness[:, None],
-               noise[:, None], _corner_centre_ratio(lab[:, 0])[:, None]]
+               noise[:, None], _corner_centre_ratio(sub_l)[:, None]]
     return torch.cat(columns, 1)
 
 
@@ -212,13 +233,18 @@ def seed_features(batch: Tensor) -> Tensor:
     (-100, 100) (and NaN) are replaced by the mean of the in-range ones, and an image left with no
     finite value gets the batch mean of the others. Not differentiable-safe; baseline only.
     """
-    n = batch.shape[0]
-    pseudo = srgb_to_lab(batch.reshape(-1, 3)).reshape(batch.shape)  # the bug: channels mixed
-    ratio = michelson_map(pseudo[:, 0]).reshape(n, -1)
+    n, _, h, w = batch.shape
+    # the bug: srgb_to_lab(batch.reshape(-1, 3)).reshape(batch.shape)[:, 0]. Its channel 0 is
+    # the first h*w values of each image's flattened (L, a, b) triples, i.e. the pseudo-pixels
+    # made of the first h*w values (the red plane): only those are converted, same values.
+    k = -(-h * w // 3)  # pseudo-pixels covering the first h*w values (ceil)
+    triples = batch.reshape(n, -1)[:, :3 * k].reshape(n, k, 3)
+    pseudo = srgb_to_lab(triples).reshape(n, -1)[:, :h * w].reshape(n, h, w)
+    ratio = michelson_map(pseudo).reshape(n, -1)
     ok = (ratio > -100) & (ratio < 100)
     fill = torch.where(ok, ratio, 0.0).sum(1, keepdim=True) / ok.sum(1, keepdim=True)
     contrast = torch.where(ok, ratio, fill).mean(1)
     finite = torch.isfinite(contrast)
     batch_mean = contrast[finite].mean() if finite.any() else contrast.new_tensor(0.0)
     contrast = torch.where(finite, contrast, batch_mean)
-    return torch.cat([contrast[:, None], batch.mean((2, 3))], 1)
+    return torch.cat([contrast[:, None], as_unit(batch).mean((2, 3))], 1)

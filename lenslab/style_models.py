@@ -73,10 +73,34 @@ def split(n: int, base: np.ndarray | None, seed: int, heldout_base_fraction: flo
     return out
 
 
+def scaling(x: np.ndarray, fit_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows' column mean and std (1 where a column is constant)."""
+    mean, std = x[fit_rows].mean(0), x[fit_rows].std(0)
+    return mean, np.where(std > 1e-9, std, 1.0)
+
+
 def standardise(x: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     """Scale columns by the training rows' mean and std (no peeking at val/test)."""
-    mean, std = x[fit_rows].mean(0), x[fit_rows].std(0)
-    return (x - mean) / np.where(std > 1e-9, std, 1.0)
+    mean, std = scaling(x, fit_rows)
+    return (x - mean) / std
+
+
+# Identification target of the issue (true photographers, held-out photos) and the bar below
+# which a model is registered but not promoted: held-out top-1 at least this many times chance.
+TARGET_TOP1 = 0.9
+PROMOTION_TIMES_CHANCE = 3.0
+
+
+def quality_problems(metrics: dict) -> list[str]:
+    """Why the photographer model must not be promoted (empty: promote it)."""
+    chance = metrics["chance_top1"]
+    problems = []
+    for part in ("test", "heldout_base"):
+        row = metrics["identification"].get(f"{part}/embedding_classifier")
+        if row is not None and not row["top1"] >= PROMOTION_TIMES_CHANCE * chance:
+            problems.append(f"{part} top-1 {row['top1']:.3f} is below "
+                            f"{PROMOTION_TIMES_CHANCE:g}x chance ({chance:.3f})")
+    return problems
 
 
 def baseline_scores(features: np.ndarray, labels: np.ndarray, train_rows: np.ndarray,
@@ -126,6 +150,44 @@ def bar_plot(values: dict[str, float], chance: float, path: Path, title: str) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def example_grid(root: Path, paths_by_photographer: dict[str, list[str]], path: Path,
+                 size: int = 96) -> None:
+    """One row per photographer: a few of their photos side by side, labelled on the left."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(paths_by_photographer.items())
+    cols = max((len(v) for _, v in rows), default=1)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols + 0.6, 1.3 * len(rows)),
+                             dpi=100, squeeze=False)
+    for r, (name, paths) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(paths):
+                ax.imshow(load_image(root / paths[c], size))
+        axes[r, 0].set_ylabel(f"photographer {name}", fontsize=8)
+    fig.suptitle("example edits per photographer (one row each)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def examples_by_photographer(paths: pd.Series, labels: np.ndarray, photographers: int = 6,
+                             per_photographer: int = 5) -> dict[str, list[str]]:
+    """The first ``per_photographer`` photos of the first ``photographers`` labels."""
+    out: dict[str, list[str]] = {}
+    for label in sorted(set(labels.tolist()))[:photographers]:
+        out[str(label)] = list(paths[labels == label].iloc[:per_photographer])
+    return out
 
 
 def pca_2d(x: np.ndarray, seed: int) -> np.ndarray:

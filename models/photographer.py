@@ -11,7 +11,13 @@ batch). Two heads share it:
   photographer's predicted editing. Its squared error to a photo's features is a second,
   generative score (nearest predicted look), reported beside the classifier.
 
-CLI: ``python -m models.photographer similar ID`` lists the nearest photographers.
+``PhotographerIdentifier`` packs what identification needs on new photos (the autoencoder, the
+training rows' standardisation, the photographer model) into one module: the registry's
+``photographer`` family (models/registry.py), built from its card by ``build_from_card``.
+
+CLI: ``lenslab photographer PHOTOS...`` and ``lenslab similar-photographers NAME``
+(lenslab/cli/photographer.py); ``python -m models.photographer similar ID`` still answers the
+latter from the asset's embeddings table.
 """
 
 from __future__ import annotations
@@ -33,9 +39,14 @@ class PhotographerModel(nn.Module):
                  hidden: int = 64, dropout: float = 0.2) -> None:
         super().__init__()
         self.photographers = nn.Embedding(n_photographers, dim)
-        self.image = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                   nn.Linear(hidden, dim))
-        self.style = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, n_features))
+        # hidden 0: a linear projection (dropout on its input), the better fit to a few
+        # hundred photos; otherwise one hidden ReLU layer
+        self.image = (nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, dim)) if hidden == 0
+                      else nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(),
+                                         nn.Dropout(dropout), nn.Linear(hidden, dim)))
+        self.style = (nn.Linear(dim, n_features) if hidden == 0 else
+                      nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
+                                    nn.Linear(hidden, n_features)))
         self.logit_scale = nn.Parameter(torch.tensor(2.0))
 
     def logits(self, x: Tensor) -> Tensor:
@@ -55,11 +66,57 @@ class PhotographerModel(nn.Module):
         return -torch.cdist(features, self.predicted_style()).pow(2)
 
 
+class PhotographerIdentifier(nn.Module):
+    """Pixels -> photographer logits: global features and autoencoder embedding, standardised
+    with the training rows' mean and std (buffers), then ``PhotographerModel.logits``."""
+
+    def __init__(self, n_photographers: int, n_features: int, ae_size: int, ae_embedding_dim: int,
+                 ae_width: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        from models.style_autoencoder import StyleAutoencoder
+
+        # ae_embedding_dim 0: identification from the global features alone (no autoencoder)
+        self.autoencoder = (StyleAutoencoder(ae_size, ae_embedding_dim, ae_width)
+                            if ae_embedding_dim else None)
+        self.model = PhotographerModel(n_photographers, ae_embedding_dim + n_features,
+                                       n_features, dim, hidden)
+        for name, width in (("z", ae_embedding_dim), ("feature", n_features)):
+            self.register_buffer(f"{name}_mean", torch.zeros(width))
+            self.register_buffer(f"{name}_std", torch.ones(width))
+
+    def set_scaling(self, z_mean: Tensor, z_std: Tensor, feature_mean: Tensor,
+                    feature_std: Tensor) -> None:
+        for name, value in (("z_mean", z_mean), ("z_std", z_std),
+                            ("feature_mean", feature_mean), ("feature_std", feature_std)):
+            getattr(self, name).copy_(value)
+
+    def forward(self, feature_pixels: Tensor, ae_pixels: Tensor | None = None) -> Tensor:
+        """``feature_pixels`` (N, 3, S, S) at the features' size and ``ae_pixels`` (N, 3, s, s) at
+        the autoencoder's (when it has one), float in [0, 1] -> (N, n_photographers) logits."""
+        from lenslab.style_features import global_features
+
+        f = (global_features(feature_pixels) - self.feature_mean) / self.feature_std
+        if self.autoencoder is None:
+            return self.model.logits(f)
+        if ae_pixels is None:
+            raise ValueError("this identifier uses the autoencoder: pass ae_pixels")
+        z = (self.autoencoder.encode(ae_pixels) - self.z_mean) / self.z_std
+        return self.model.logits(torch.cat([z, f], 1))
+
+
+def build_from_card(card: dict) -> PhotographerIdentifier:
+    """The registry's builder (models/registry.py); weights are loaded after."""
+    arch = card["architecture"]
+    return PhotographerIdentifier(len(arch["photographers"]), arch["n_features"],
+                                  arch["ae_size"], arch["ae_embedding_dim"], arch["ae_width"],
+                                  arch["dim"], arch["hidden"])
+
+
 @dataclass
 class TrainConfig:
-    dim: int = 16
-    hidden: int = 64
-    dropout: float = 0.5
+    dim: int = 32
+    hidden: int = 0
+    dropout: float = 0.2
     epochs: int = 300
     lr: float = 1e-2
     weight_decay: float = 1e-3

@@ -35,6 +35,7 @@ FAMILIES: dict[str, tuple[str, int]] = {
     "aesthetics": ("models.aesthetics", 1),
     "pose": ("models.pose", 1),
     "photobook": ("models.photobook_rater", 1),
+    "photographer": ("models.photographer", 1),
 }
 REGISTRY_DIR = "registry"
 

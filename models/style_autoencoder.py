@@ -200,3 +200,13 @@ def embed(model: StyleAutoencoder, images: Tensor, batch_size: int = 128) -> Ten
     device = next(model.parameters()).device
     return torch.cat([model.encode(images[i:i + batch_size].to(device)).cpu()
                       for i in range(0, len(images), batch_size)])
+
+
+def architecture_of(state: dict[str, Tensor]) -> dict[str, int]:
+    """size, embedding_dim and width of the autoencoder whose ``state_dict`` this is."""
+    width = int(state["encoder.0.weight"].shape[0])
+    last = next(k for k in state if k.startswith("encoder.") and k.endswith(".weight")
+                and state[k].ndim == 2)
+    embedding_dim, flat = state[last].shape
+    side = round((int(flat) / (4 * width)) ** 0.5)
+    return {"size": 16 * side, "embedding_dim": int(embedding_dim), "width": width}

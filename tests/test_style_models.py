@@ -164,8 +164,73 @@ def test_style_models_materialise_end_to_end(tmp_path):
             "heldout_base/baseline_logreg_features"} <= set(ident)
     # three distinct presets: held-out bases are identified far above chance (1/3)
     assert ident["heldout_base/embedding_classifier"]["top1"] >= 0.6
-    assert (report / "report.md").is_file() and len(list(report.glob("*.png"))) == 4
+    assert (report / "report.md").is_file() and len(list(report.glob("*.png"))) == 5
+    assert (report / "example_edits.png").stat().st_size > 0
     meta = result.asset_materializations_for_node("style_report")[0].metadata
     assert "heldout_base_embedding_classifier_top1" in meta and "ari_standardised" in meta
     similar = ph.main(["similar", "0", "-k", "2", "--data-root", str(tmp_path)])
     assert similar == 0
+
+
+@pytest.mark.slow
+def test_default_source_meets_the_targets_and_the_cli_applies_the_registered_model(tmp_path):
+    """The embedded default (30 photographers): held-out edits and never-seen bases both
+    reported and >= 90 % top-1; the registered model answers `lenslab photographer` on real
+    photos, names a corrupt file, a non-image and a missing file, and exits 1."""
+    from click.testing import CliRunner
+    from matplotlib import cbook
+
+    from assets.style import style_assets
+    from lenslab.cli import main
+    from models import registry
+    from tests.support.one_source import ingest_and_catalog
+
+    resources = ingest_and_catalog(tmp_path, "oxford_pets")
+    assert dg.materialize(style_assets, resources=resources).success
+    metrics = json.loads((style_models.report_dir(DataLayout(tmp_path))
+                          / "metrics.json").read_text())
+    ident = metrics["identification"]
+    assert metrics["photographers"] == 30 and metrics["labels"] == "true_photographers"
+    for part in ("test", "heldout_base"):
+        for method in ("embedding_classifier", "baseline_logreg_features"):
+            assert ident[f"{part}/{method}"]["images"] >= 60
+        assert ident[f"{part}/embedding_classifier"]["top1"] >= 0.9, ident
+    assert metrics["target_met"]
+    clusters = metrics["clustering"]
+    assert clusters["ari_standardised"] > clusters["ari_seed"]
+
+    model, card = registry.load_model(tmp_path, "photographer")
+    assert card["promoted"] and len(card["architecture"]["photographers"]) == 30
+    assert model.model.photographers.weight.shape[0] == 30 and not model.training
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()).save(photos / "astronaut.jpg")
+    Image.fromarray(data.coffee()).save(photos / "coffee.png")
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        (photos / "grace_hopper.jpg").write_bytes(f.read())
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes((photos / "astronaut.jpg").read_bytes()[:3000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    run = CliRunner().invoke(main, ["photographer", str(photos), str(corrupt), str(text),
+                                    str(tmp_path / "missing.jpg"), "--top-k", "3",
+                                    "--format", "jsonl", "--data-root", str(tmp_path)])
+    assert run.exit_code == 1, run.output
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(rows) == 9 and {r["rank"] for r in rows} == {1, 2, 3}
+    assert {r["photographer"] for r in rows} <= set(card["architecture"]["photographers"])
+    assert all(0 <= r["probability"] <= 1 for r in rows)
+    assert f"{corrupt}: unreadable image" in run.stderr
+    assert f"{text}: not an image" in run.stderr
+    assert "missing.jpg: no such file or folder" in run.stderr
+    assert "Traceback" not in run.output
+
+    run = CliRunner().invoke(main, ["similar-photographers", "7", "-k", "4", "--format", "csv",
+                                    "--data-root", str(tmp_path)])
+    assert run.exit_code == 0 and len(run.stdout.strip().splitlines()) == 5
+    run = CliRunner().invoke(main, ["similar-photographers", "nobody", "--data-root",
+                                    str(tmp_path)])
+    assert run.exit_code == 2 and "unknown photographer" in run.stderr
+    # the module's own query still answers from the asset's embeddings
+    assert ph.main(["similar", "7", "-k", "2", "--data-root", str(tmp_path)]) == 0

@@ -1,10 +1,12 @@
 """Feature-extraction benchmark: global features at 256 px vs a plain decode-only loop.
 
 Both read the same JPEGs (N photos normalised like the catalog's copies: RGB, longest side 512,
-quality 92), alternating for --runs rounds in one process. Reports median images/s of
-(1) decode-only: a plain loop, PIL full decode to an RGB array, nothing else;
-(2) features: lenslab.style.extract, i.e. decode (threads, libjpeg DCT scaling) + resize to 256 +
-    global_features + seed_features, batched;
+quality 92, the size of real Oxford pets' ~500x375), alternating for --runs rounds in one process,
+through the same decode path (lenslab.style.load_image: libjpeg DCT scaling + resize to 256).
+Reports median images/s of
+(1) decode-only: a plain loop over load_image, nothing else;
+(2) features: lenslab.style.extract, i.e. the same decode (in threads) + global_features +
+    seed_features, batched;
 and their ratio (target >= 0.8). Writes bench/out/features/results.json.
 
     python bench/features/run.py                   # 1,000 photos, 3 rounds
@@ -23,7 +25,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(HERE.parent / "ingest"))
 
 from images import make_photos  # noqa: E402
 
-from lenslab.style import extract  # noqa: E402
+from lenslab.style import extract, load_image  # noqa: E402
 
 
 def normalised_copies(folder: Path, n: int) -> list[Path]:
@@ -54,11 +55,10 @@ def normalised_copies(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def decode_only(paths: list[Path]) -> float:
+def decode_only(paths: list[Path], size: int) -> float:
     start = time.perf_counter()
     for path in paths:
-        with Image.open(path) as image:
-            np.asarray(image.convert("RGB"))
+        load_image(path, size)
     return len(paths) / (time.perf_counter() - start)
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     features(paths[: args.batch_size], args.size, args.batch_size, args.threads)  # warm-up
     decode, feats = [], []
     for _ in range(args.runs):  # alternate, so load drifts hit both alike
-        decode.append(decode_only(paths))
+        decode.append(decode_only(paths, args.size))
         feats.append(features(paths, args.size, args.batch_size, args.threads))
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

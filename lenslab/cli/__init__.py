@@ -10,6 +10,7 @@ import click
 
 from lenslab.cli.aesthetics import enhance, rate
 from lenslab.cli.photobook import album, compare
+from lenslab.cli.photographer import photographer, similar_photographers
 from lenslab.cli.pose import pose, similar
 from lenslab.cli.registry import models
 from lenslab.cli.selfie import selfie
@@ -23,6 +24,7 @@ def main() -> None:
     Examples:
       lenslab models
       lenslab selfie me.jpg holiday/ 'shots/*.png' --format jsonl
+      lenslab photographer shoot/ --top-k 3
       lenslab rate holiday/ --user A1XRT4FJ3Q9ZK
       lenslab pose portrait.jpg --masks skeletons/
       lenslab similar my_shot.jpg --among trip/
@@ -31,5 +33,6 @@ def main() -> None:
     """
 
 
-for command in (models, selfie, rate, enhance, pose, similar, album, compare):
+for command in (models, selfie, photographer, similar_photographers, rate, enhance, pose,
+                similar, album, compare):
     main.add_command(command)

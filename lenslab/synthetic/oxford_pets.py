@@ -13,17 +13,22 @@ identifying the photographer from the pixels is hard but learnable. The trainval
 Knobs:
     photographers (30)            number of editing presets
                                   (params.yaml ``sources.oxford_pets.photographers``)
-    images_per_photographer (12)  at scale 1.0; the image count is this x photographers x scale
-    jitter (0.35)                 per-image deviation from the preset, as a fraction of the spread
-                                  of presets (0 = every photo exactly its preset)
+    images_per_photographer (24)  at scale 1.0; the image count is this x photographers x scale
+    jitter (0.1)                  per-image deviation from the preset, as a fraction of the
+                                  between-photographer spread (0 = every photo exactly its
+                                  preset); a real photographer's preset is fairly consistent
+    preset_spread (3.0)           how far apart photographers' looks are: multiplies the spread
+                                  of the preset distribution (1.0 = the old, timid looks: about
+                                  a third of a stop of exposure between photographers, barely
+                                  any vignette or grain, which the scene content drowns)
     max_side (160)                longest image side in pixels (each image varies around it)
     defects (True)                reproduce real defects: a PNG and a GIF named .jpg, an RGBA
                                   image, .mat files in images/, AppleDouble ``._*`` files in the
                                   annotations archive, images present but not listed
-    shared_bases (0)              render this many base scenes (pet, background, framing) under
-                                  ``renders_per_base`` different photographers each, so
+    shared_bases (60)             at scale 1.0, render this many base scenes (pet, background,
+                                  framing) under ``renders_per_base`` photographers each, so
                                   identification can be tested on content never seen in training;
-                                  0 keeps every base unique and the output exactly as before
+                                  0 keeps every base unique
     renders_per_base (3)          photographers per shared base
 
 Ground truth: ``photographers.csv`` (image, photographer), ``presets.csv`` (photographer + edit
@@ -82,16 +87,19 @@ LIMITS = {"contrast": (-0.85, 0.85), "saturation": (-0.85, 2.0), "split_amount":
 ASPECTS = (4 / 3, 3 / 2, 1.0, 3 / 4, 2 / 3)
 
 
-def draw_presets(seed: int, count: int) -> list[EditParams]:
-    """``count`` photographers' looks from one shared distribution (so they overlap)."""
+def draw_presets(seed: int, count: int, spread: float = 1.0) -> list[EditParams]:
+    """``count`` photographers' looks from one shared distribution (so they overlap), its
+    spread scaled by ``spread`` (clipped to LIMITS, so strong looks saturate realistically)."""
     r = rng(seed, SOURCE, "presets")
     presets = []
     for _ in range(count):
-        values: dict[str, float] = {k: float(r.normal(0.0, s)) for k, s in PRESET_NORMAL.items()}
-        values |= {k: float(r.uniform(lo, hi)) for k, (lo, hi) in PRESET_UNIFORM.items()}
+        values: dict[str, float] = {k: float(r.normal(0.0, s * spread))
+                                    for k, s in PRESET_NORMAL.items()}
+        values |= {k: float(r.uniform(lo, lo + (hi - lo) * spread))
+                   for k, (lo, hi) in PRESET_UNIFORM.items()}
         values |= {"shadow_hue": float(r.uniform(0, 2 * math.pi)),
                    "highlight_hue": float(r.uniform(0, 2 * math.pi)),
-                   "gamma": float(math.exp(r.normal(0.0, GAMMA_SPREAD)))}
+                   "gamma": float(math.exp(r.normal(0.0, GAMMA_SPREAD * spread)))}
         presets.append(_clipped(values))
     return presets
 
@@ -102,16 +110,17 @@ def _clipped(values: dict[str, float]) -> EditParams:
     return EditParams(**values)
 
 
-def jittered(preset: EditParams, r: np.random.Generator, jitter: float) -> EditParams:
+def jittered(preset: EditParams, r: np.random.Generator, jitter: float,
+             spread: float = 1.0) -> EditParams:
     """One photo's edit: the preset plus noise scaled to the spread of presets."""
     values = preset.to_dict()
     for k, s in PRESET_NORMAL.items():
-        values[k] += float(r.normal(0.0, jitter * s))
+        values[k] += float(r.normal(0.0, jitter * s * spread))
     for k, (lo, hi) in PRESET_UNIFORM.items():
-        values[k] += float(r.normal(0.0, jitter * (hi - lo) / math.sqrt(12)))
+        values[k] += float(r.normal(0.0, jitter * spread * (hi - lo) / math.sqrt(12)))
     for k in ("shadow_hue", "highlight_hue"):
         values[k] = float((values[k] + r.normal(0.0, HUE_JITTER * jitter / 0.35)) % (2 * math.pi))
-    values["gamma"] *= float(math.exp(r.normal(0.0, jitter * GAMMA_SPREAD)))
+    values["gamma"] *= float(math.exp(r.normal(0.0, jitter * spread * GAMMA_SPREAD)))
     return _clipped(values)
 
 
@@ -237,17 +246,18 @@ def _share_bases(breeds: list[str], who: np.ndarray, n_listed: int, shared: int,
 
 
 def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float = 1.0,
-             photographers: int = 30, images_per_photographer: int = 12, jitter: float = 0.35,
-             max_side: int = 160, defects: bool = True, shared_bases: int = 0,
-             renders_per_base: int = 3) -> dict[str, Any]:
+             photographers: int = 30, images_per_photographer: int = 24, jitter: float = 0.1,
+             preset_spread: float = 3.0, max_side: int = 160, defects: bool = True,
+             shared_bases: int = 60, renders_per_base: int = 3) -> dict[str, Any]:
     """Write images.tar.gz and annotations.tar.gz into ``distributed``; see the module doc."""
     n_listed = scaled(photographers * images_per_photographer, scale, minimum=2 * photographers)
     n_unlisted = 2 if defects else 0
     r = rng(seed, SOURCE, "layout")
     breeds = [BREEDS[i % len(BREEDS)] for i in r.permutation(n_listed + n_unlisted)]
     who = r.permutation(np.arange(n_listed + n_unlisted) % photographers)
-    base_of = _share_bases(breeds, who, n_listed, shared_bases, renders_per_base, photographers)
-    presets = draw_presets(seed, photographers)
+    shared = scaled(shared_bases, scale, minimum=0)
+    base_of = _share_bases(breeds, who, n_listed, shared, renders_per_base, photographers)
+    presets = draw_presets(seed, photographers, preset_spread)
     looks = {b: breed_look(seed, b) for b in BREEDS}
 
     stems, split = _names_and_split(r, breeds, n_listed)
@@ -266,7 +276,7 @@ def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float =
         height, width = _size(rs, max_side)
         scene = scenes.render_scene(rs, height, width, creature=_individual(looks[breeds[i]], rs),
                                     subject_size=float(rs.uniform(0.3, 0.5)))
-        edit = jittered(presets[who[i]], ri, jitter)
+        edit = jittered(presets[who[i]], ri, jitter, preset_spread)
         pixels = apply_edits(scene.pixels, edit, rng=ri)
         data = _encode(pixels, kinds.get(i, "jpeg"), quality=int(ri.integers(80, 96)))
         image_members.append((f"images/{stem}.jpg", data))
@@ -312,7 +322,7 @@ def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float =
     write_ground_truth(ground_truth, "presets", pd.DataFrame(
         [{"photographer": k, **p.to_dict()} for k, p in enumerate(presets)]))
     write_ground_truth(ground_truth, "image_edits", pd.DataFrame(edits_rows))
-    if shared_bases > 0:
+    if shared > 0:
         write_ground_truth(ground_truth, "bases", pd.DataFrame(
             {"image": stems, "base": [stems[base_of[i]] for i in range(len(stems))]}))
     return {
