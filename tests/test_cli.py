@@ -113,3 +113,22 @@ def test_grayscale_and_rgba_photos_are_converted(tmp_path):
     run = CliRunner().invoke(main, ["selfie", str(tmp_path / "gray.png"),
                                     str(tmp_path / "rgba.png"), "--data-root", str(tmp_path)])
     assert run.exit_code == 0, run.output
+
+
+def test_inputs_are_decoded_a_batch_at_a_time_and_bad_files_are_named(tmp_path):
+    from lenslab.cli.common import find_images
+
+    good = skdata.astronaut()[::8, ::8]
+    for i in range(4):
+        Image.fromarray(good).save(tmp_path / f"p{i}.png")
+    (tmp_path / "p1.png").write_bytes((tmp_path / "p0.png").read_bytes()[:200])  # truncated
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    inputs = find_images([str(tmp_path), str(tmp_path / "gone.jpg")])
+    assert inputs.rejected == [(str(tmp_path / "gone.jpg"), "no such file or folder")]
+    sizes = []
+    for chunk in inputs.batches(2, "test"):
+        sizes.append(len(chunk))
+        assert all(im.mode == "RGB" for _, im in chunk)
+    assert sizes == [1, 1, 1]  # (notes, p0), (p1, p2), (p3): one bad file in each of the first two
+    assert {why.split(":")[0] for _, why in inputs.rejected} == {
+        "no such file or folder", "not an image", "unreadable image"}

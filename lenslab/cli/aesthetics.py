@@ -8,15 +8,14 @@ import click
 
 from lenslab.cli.common import (
     IMAGE_SUFFIXES,
-    batches,
     data_root_option,
     emit,
     fail,
+    find_images,
     finish,
     format_option,
     load_family,
     model_options,
-    read_images,
 )
 
 FAMILY = "aesthetics"
@@ -93,9 +92,9 @@ def rate(photos: tuple[str, ...], user: str | None, list_users: bool, data_root:
     if not photos:
         fail("give at least one photo, folder or glob (see `lenslab rate --help`)")
     scorer, card, label = _scorer(data_root, user, model_version, device)
-    inputs = read_images(photos)
+    inputs = find_images(photos)
     rows = []
-    for chunk in batches(inputs.images, batch_size, "rate"):
+    for chunk in inputs.batches(batch_size, "rate"):
         scores = score_images(scorer, [im for _, im in chunk], card["architecture"]["image_size"])
         rows += [{"photo": str(path), "score": round(s, 4), "model": label}
                  for (path, _), s in zip(chunk, scores, strict=True)]
@@ -194,16 +193,16 @@ def enhance(photos: tuple[str, ...], user: str, out: Path, mode: str, steps: int
     scorer, card, label = _scorer(data_root, user, model_version, device)
     settings = {**card["enhance"], **({"steps": steps} if steps is not None else {})}
     size = card["architecture"]["image_size"]
-    inputs = read_images(photos)
-    targets = _targets(out, [path for path, _ in inputs.images])
+    inputs = find_images(photos)
+    target_of = dict(zip(inputs.paths, _targets(out, inputs.paths), strict=True))
     rows = []
-    for chunk in batches(list(zip(inputs.images, targets, strict=True)), batch_size, "enhance"):
+    for chunk in inputs.batches(batch_size, "enhance"):
         enhanced = []
-        for (path, image), target in chunk:
+        for path, image in chunk:
             result, applied = enhance_one(scorer, image, mode, settings)
-            _save(result, target)
-            enhanced.append((path, target, result, applied))
-        before = score_images(scorer, [im for (_, im), _ in chunk], size)
+            _save(result, target_of[path])
+            enhanced.append((path, target_of[path], result, applied))
+        before = score_images(scorer, [im for _, im in chunk], size)
         after = score_images(scorer, [e[2] for e in enhanced], size)
         rows += [{"photo": str(path), "out": str(target), "model": label, "mode": mode,
                   "score_before": round(b, 4), "score_after": round(a, 4), **applied}

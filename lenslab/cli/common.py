@@ -13,20 +13,18 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 FORMATS = ("table", "jsonl", "csv")
-
-
-@dataclass
-class Inputs:
-    images: list[tuple[Path, object]]  # (path, PIL image in RGB)
-    rejected: list[tuple[str, str]]  # (what was asked, why it was rejected)
 
 
 def expand(args: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -50,33 +48,51 @@ def expand(args: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return list(dict.fromkeys(paths)), missing
 
 
-def read_images(args: Sequence[str]) -> Inputs:
-    """Decode every input fully (truncated files fail here, not mid-batch)."""
-    from PIL import Image, UnidentifiedImageError
+@dataclass
+class Inputs:
+    """The photos asked for, decoded a batch at a time so memory holds one batch, not the set.
 
-    paths, rejected = expand(args)
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                images.append((path, im.convert("RGB")))
-        except UnidentifiedImageError:
-            rejected.append((str(path), "not an image"))
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            rejected.append((str(path), f"unreadable image: {err}"))
-    return Inputs(images, rejected)
+    A file that does not decode fully (not an image, truncated, a decompression bomb) joins
+    ``rejected`` with the reason when its batch is read, and the others are answered.
+    """
+
+    paths: list[Path]
+    rejected: list[tuple[str, str]]  # (what was asked, why it was rejected)
+
+    def decode(self, paths: Sequence[Path]) -> list[tuple[Path, Image.Image]]:
+        """(path, RGB image) of each of ``paths`` that decodes; the others are rejected."""
+        from PIL import Image, UnidentifiedImageError
+
+        images = []
+        for path in paths:
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    images.append((path, im.convert("RGB")))
+            except UnidentifiedImageError:
+                self.rejected.append((str(path), "not an image"))
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                self.rejected.append((str(path), f"unreadable image: {err}"))
+        return images
+
+    def batches(self, size: int, label: str) -> Iterator[list[tuple[Path, Image.Image]]]:
+        """Decoded batches of up to ``size`` photos, with a progress bar on a terminal."""
+        from tqdm import tqdm
+
+        with tqdm(total=len(self.paths), desc=label, unit="photo", file=sys.stderr,
+                  disable=len(self.paths) < size or not sys.stderr.isatty()) as bar:
+            for i in range(0, len(self.paths), size):
+                chunk = self.paths[i:i + size]
+                images = self.decode(chunk)
+                bar.update(len(chunk))
+                if images:
+                    yield images
 
 
-def batches(items: list, size: int, label: str) -> Iterable[list]:
-    from tqdm import tqdm
-
-    with tqdm(total=len(items), desc=label, unit="photo", file=sys.stderr,
-              disable=len(items) < size or not sys.stderr.isatty()) as bar:
-        for i in range(0, len(items), size):
-            chunk = items[i:i + size]
-            yield chunk
-            bar.update(len(chunk))
+def find_images(args: Sequence[str]) -> Inputs:
+    """The image files that ``args`` name (see ``expand``); nothing is decoded yet."""
+    paths, missing = expand(args)
+    return Inputs(paths, missing)
 
 
 def emit(rows: list[dict], fmt: str) -> None:

@@ -8,15 +8,15 @@ from pathlib import Path
 import click
 
 from lenslab.cli.common import (
-    batches,
+    Inputs,
     data_root_option,
     emit,
     fail,
+    find_images,
     finish,
     format_option,
     load_family,
     model_options,
-    read_images,
 )
 
 
@@ -32,12 +32,15 @@ def _rater(data_root: Path, version: str, device: str):
     return model.rater(card), encoder
 
 
-def _embed(encoder, images: list, batch_size: int, label: str):
+def _embed(encoder, inputs: Inputs, batch_size: int, label: str):
+    """(paths answered, their embeddings as float64), a decoded batch at a time."""
     import numpy as np
 
-    parts = [encoder.encode_images([im for _, im in chunk], batch_size)
-             for chunk in batches(images, batch_size, label)]
-    return np.concatenate(parts).astype(np.float64)
+    paths, parts = [], []
+    for chunk in inputs.batches(batch_size, label):
+        paths += [path for path, _ in chunk]
+        parts.append(encoder.encode_images([im for _, im in chunk], batch_size))
+    return paths, np.concatenate(parts).astype(np.float64) if parts else None
 
 
 @click.command()
@@ -63,10 +66,10 @@ def album(photos: tuple[str, ...], places: int, data_root: Path, fmt: str, batch
     from lenslab.photobook import LEARNED
 
     rater, encoder = _rater(data_root, model_version, device)
-    inputs = read_images(photos)
-    if inputs.images:
-        e = _embed(encoder, inputs.images, batch_size, "album")
-        picks = rater.album(e, [str(p) for p, _ in inputs.images], places, LEARNED)
+    inputs = find_images(photos)
+    paths, e = _embed(encoder, inputs, batch_size, "album")
+    if paths:
+        picks = rater.album(e, [str(p) for p in paths], places, LEARNED)
         emit(picks.to_dict(orient="records"), fmt)
     finish(inputs.rejected)
 
@@ -90,14 +93,15 @@ def compare(a: str, b: str, data_root: Path, fmt: str, batch_size: int, device: 
     from lenslab.photobook import LEARNED
 
     rater, encoder = _rater(data_root, model_version, device)
-    inputs = [read_images([arg]) for arg in (a, b)]
+    inputs = [find_images([arg]) for arg in (a, b)]
     for arg, got in zip((a, b), inputs, strict=True):
-        if len(got.images) > 1:
-            fail(f"{arg}: compare takes two photos, this names {len(got.images)}")
-    rejected = [r for got in inputs for r in got.rejected]
-    if not rejected:
-        images = [got.images[0] for got in inputs]
-        p = rater.probabilities(_embed(encoder, images, batch_size, "compare"), LEARNED)
+        if len(got.paths) > 1 or not (got.paths or got.rejected):
+            fail(f"{arg}: compare takes two photos, this names {len(got.paths)}")
+    both = Inputs([path for got in inputs for path in got.paths],
+                  [r for got in inputs for r in got.rejected])
+    paths, e = _embed(encoder, both, batch_size, "compare")
+    if not both.rejected:
+        p = rater.probabilities(e, LEARNED)
         emit([{"photo": str(path), "p_better": round(float(q), 4), "better_pick": bool(q > 0.5)}
-              for (path, _), q in zip(images, p, strict=True)], fmt)
-    finish(rejected)
+              for path, q in zip(paths, p, strict=True)], fmt)
+    finish(both.rejected)

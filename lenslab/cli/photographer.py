@@ -7,15 +7,14 @@ from pathlib import Path
 import click
 
 from lenslab.cli.common import (
-    batches,
     data_root_option,
     emit,
     fail,
+    find_images,
     finish,
     format_option,
     load_family,
     model_options,
-    read_images,
 )
 
 
@@ -46,9 +45,9 @@ def photographer(photos: tuple[str, ...], top_k: int, data_root: Path, fmt: str,
     arch = card["architecture"]
     names = arch["photographers"]
     where = next(model.parameters()).device
-    inputs = read_images(photos)
+    inputs = find_images(photos)
     rows = []
-    for chunk in batches(inputs.images, batch_size, "photographer"):
+    for chunk in inputs.batches(batch_size, "photographer"):
         big = as_float(torch.stack([image_tensor(im, arch["feature_size"]) for _, im in chunk]),
                        where)
         small = (as_float(torch.stack([image_tensor(im, arch["ae_size"]) for _, im in chunk]),

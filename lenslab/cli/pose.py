@@ -9,15 +9,14 @@ from pathlib import Path
 import click
 
 from lenslab.cli.common import (
-    batches,
     data_root_option,
     emit,
     fail,
+    find_images,
     finish,
     format_option,
     load_family,
     model_options,
-    read_images,
 )
 
 BACKENDS = ("mediapipe", "openpifpaf", "annotations")  # lenslab.pose_backends.BACKENDS, cheaply
@@ -174,12 +173,12 @@ def pose(photos: tuple[str, ...], backend: str, checkpoint: str, max_persons: in
     from models.device import pick_device
 
     poses = Poses(backend, checkpoint, data_root, pick_device(device), batch_size, max_persons)
-    inputs = read_images(photos)
+    inputs = find_images(photos)
     if masks is not None:
         masks.mkdir(parents=True, exist_ok=True)
     taken: set[Path] = set()
     rows = []
-    for chunk in batches(inputs.images, batch_size, "pose"):
+    for chunk in inputs.batches(batch_size, "pose"):
         answered, rejected = poses.estimate(chunk)
         inputs.rejected += rejected
         for path, im, persons in answered:
@@ -223,15 +222,16 @@ def similar(photo: str, among: tuple[str, ...], backend: str, checkpoint: str,
     model, card = load_family(data_root, "pose", model_version, device)
     arch = card["architecture"]
     torch_device = model.trunk.mean.device
-    query = read_images([photo])
-    if len(query.images) > 1:
-        fail(f"{photo}: give one photo to compare with, not {len(query.images)}")
-    pool = read_images(among)
-    if not query.images:
+    query = find_images([photo])
+    if len(query.paths) > 1:
+        fail(f"{photo}: give one photo to compare with, not {len(query.paths)}")
+    pool = find_images(among)
+    query_images = query.decode(query.paths)
+    if not query_images:
         finish(query.rejected + pool.rejected)
-    query_path = query.images[0][0].resolve()
-    pool.images = [(p, im) for p, im in pool.images if p.resolve() != query_path]
-    if not pool.images and not pool.rejected:
+    query_path = query_images[0][0].resolve()
+    pool.paths = [p for p in pool.paths if p.resolve() != query_path]
+    if not pool.paths and not pool.rejected:
         fail(f"no other photos among {', '.join(among)}")
     poses = (Poses(backend, checkpoint, data_root, torch_device, batch_size, max_persons)
              if arch["pose"] else None)
@@ -256,11 +256,11 @@ def similar(photo: str, among: tuple[str, ...], backend: str, checkpoint: str,
         p = torch.from_numpy(pose_vectors(frame, [str(path) for path, _, _ in answered]))
         return [(path, bool(v[-1])) for (path, _, _), v in zip(answered, p, strict=True)], f, p
 
-    answered, fq, pq = encode(query.images)
+    answered, fq, pq = encode(query_images)
     if not answered:  # the query itself was rejected (annotations backend)
         finish(query.rejected + pool.rejected)
     rows = []
-    for chunk in batches(pool.images, batch_size, "similar"):
+    for chunk in pool.batches(batch_size, "similar"):
         found, f, p = encode(chunk)
         if not found:
             continue

@@ -7,14 +7,13 @@ from pathlib import Path
 import click
 
 from lenslab.cli.common import (
-    batches,
     data_root_option,
     emit,
+    find_images,
     finish,
     format_option,
     load_family,
     model_options,
-    read_images,
 )
 
 
@@ -40,9 +39,9 @@ def selfie(photos: tuple[str, ...], data_root: Path, fmt: str, batch_size: int,
 
     model, card = load_family(data_root, "selfie", model_version, device)
     size = card["architecture"]["image_size"]
-    inputs = read_images(photos)
+    inputs = find_images(photos)
     rows = []
-    for chunk in batches(inputs.images, batch_size, "selfie"):
+    for chunk in inputs.batches(batch_size, "selfie"):
         x = torch.stack([image_tensor(im, size) for _, im in chunk])
         with torch.inference_mode():
             p = torch.softmax(model(as_float(x, next(model.parameters()).device)).float(), 1)
