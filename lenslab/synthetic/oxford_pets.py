@@ -14,13 +14,15 @@ Knobs:
     photographers (30)            number of editing presets
                                   (params.yaml ``sources.oxford_pets.photographers``)
     images_per_photographer (24)  at scale 1.0; the image count is this x photographers x scale
-    jitter (0.1)                  per-image deviation from the preset, as a fraction of the
+    jitter (0.05)                 per-image deviation from the preset, as a fraction of the
                                   between-photographer spread (0 = every photo exactly its
                                   preset); a real photographer's preset is fairly consistent
     preset_spread (3.0)           how far apart photographers' looks are: multiplies the spread
                                   of the preset distribution (1.0 = the old, timid looks: about
                                   a third of a stop of exposure between photographers, barely
-                                  any vignette or grain, which the scene content drowns)
+                                  any vignette or grain, which the scene content drowns); the
+                                  looks are clipped to ``LIMITS`` (at most 1.5 stops of
+                                  exposure, no neon casts) so a strong preset stays a look
     max_side (160)                longest image side in pixels (each image varies around it)
     defects (True)                reproduce real defects: a PNG and a GIF named .jpg, an RGBA
                                   image, .mat files in images/, AppleDouble ``._*`` files in the
@@ -82,8 +84,11 @@ PRESET_UNIFORM = {"split_amount": (0.0, 0.6), "vignette": (0.0, 0.6), "grain": (
                   "fade": (0.0, 0.12)}
 HUE_JITTER = 0.3  # radians
 GAMMA_SPREAD = 0.12  # log-gamma
-LIMITS = {"contrast": (-0.85, 0.85), "saturation": (-0.85, 2.0), "split_amount": (0.0, 1.0),
-          "vignette": (0.0, 0.9), "grain": (0.0, 0.1), "fade": (0.0, 0.3)}
+# A look stays a look: past a stop and a half of exposure, a strong cast or a steep midtone curve a
+# photo reads as a mistake (the clipping keeps strong presets from going black or neon).
+LIMITS = {"exposure": (-1.5, 1.5), "contrast": (-0.85, 0.85), "saturation": (-0.85, 2.0),
+          "temperature": (-1.2, 1.2), "tint": (-0.7, 0.7), "split_amount": (0.0, 1.0),
+          "vignette": (0.0, 0.9), "grain": (0.0, 0.1), "fade": (0.0, 0.3), "gamma": (0.7, 1.8)}
 ASPECTS = (4 / 3, 3 / 2, 1.0, 3 / 4, 2 / 3)
 
 
@@ -246,7 +251,7 @@ def _share_bases(breeds: list[str], who: np.ndarray, n_listed: int, shared: int,
 
 
 def generate(distributed: Path, ground_truth: Path, *, seed: int, scale: float = 1.0,
-             photographers: int = 30, images_per_photographer: int = 24, jitter: float = 0.1,
+             photographers: int = 30, images_per_photographer: int = 24, jitter: float = 0.05,
              preset_spread: float = 3.0, max_side: int = 160, defects: bool = True,
              shared_bases: int = 60, renders_per_base: int = 3) -> dict[str, Any]:
     """Write images.tar.gz and annotations.tar.gz into ``distributed``; see the module doc."""
