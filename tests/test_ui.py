@@ -3,6 +3,7 @@ GraphQL and in a real headless browser, and one asset launched through the UI's 
 materialises. Screenshots go to test-artifacts/."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,15 +55,18 @@ def ui(tmp_path_factory) -> Iterator[Ui]:
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp), "LENSLAB_DATA_ROOT": str(tmp / "data"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(["dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # the log goes to a file: a pipe nobody reads fills up and blocks dagster dev mid-run
+    log = tmp / "dagster-dev.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(["dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     ui = Ui(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"dagster dev exited: {proc.stderr.read()[-3000:]}")
+                pytest.fail(f"dagster dev exited: {log.read_text()[-3000:]}")
             try:
                 if ui.graphql(NODES)["assetNodes"]:
                     break
@@ -72,8 +76,12 @@ def ui(tmp_path_factory) -> Iterator[Ui]:
             time.sleep(1)
         yield ui
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a busy code server can outlive the polite request
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def _dismiss_welcome(page) -> None:
