@@ -11,15 +11,19 @@ photos shipped in scikit-image, matplotlib and scikit-learn, saved as JPEG/PNG):
 * ``subprocess``: the installed ``lenslab`` console script in a fresh process (start-up too);
 * ``direct``: the model called in Python on the same uint8 tensors the command builds, in
   batches of the command's default size (forward pass only), and ``direct_with_decoding``: the
-  same plus opening and resizing the files (what a script calling the model would do).
+  same plus opening and resizing the files (what a script calling the model would do); for
+  ``pose``, ``similar`` and ``album``, whose job is more than one forward pass (BlazePose in its
+  worker, the embedding then the album rule), ``direct_with_decoding`` is that whole job written
+  in plain Python against the registered model.
 
 These runs are interleaved, so load from other work falls on each alike; the JSON has the median
 and the fastest run (the least disturbed one on a shared machine) of each.
 
 The ratio in_process / direct is the command's overhead (target: within 20 %). The cold start
 is ``lenslab models`` in a fresh process, median of ``--cold-runs`` (target < 3 s). Without
-``--data-root`` the models are trained first by materialising their assets at a small synthetic
-scale into a temporary data root (``TRAIN``). Prints JSON.
+``--data-root`` (or where it lacks a family) the selfie and aesthetics models are trained by
+materialising their assets at a small synthetic scale (``TRAIN``), and the pose and photobook
+models are untrained stand-ins of the pipeline's architecture (``stand_ins``). Prints JSON.
 """
 
 from __future__ import annotations
@@ -43,24 +47,91 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lenslab.params import REPO_ROOT
+from lenslab.params import REPO_ROOT, param
 
 BATCH = 64  # the subcommands' default --batch-size
 
 
 @dataclass(frozen=True)
 class Subcommand:
-    argv: Callable[[Path], list[str]]  # after `lenslab`, given the photo folder
-    family: str | None  # the registry family it applies (None: no model, no photos)
-    direct: Callable[[torch.nn.Module, torch.Tensor], object] | None  # model on [0, 1] floats
+    argv: Callable[[Path, list[Path]], list[str]]  # after `lenslab`, given the folder and photos
+    family: str | None  # the registry family it applies (None: no registered model)
+    # the same job in plain Python: the model on [0, 1] float batches (decoding timed apart) ...
+    direct: Callable[[torch.nn.Module, torch.Tensor], object] | None = None
+    # ... or, where the job is more than one forward pass, the whole of it from the files
+    job: Callable[[Path, str, list[Path], int], None] | None = None
+
+
+def _images(paths: list[Path]) -> list[Image.Image]:
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            out.append(im.convert("RGB"))
+    return out
+
+
+def _poses(paths: list[Path], sizes: list[tuple[int, int]], backend) -> torch.Tensor:
+    from lenslab.pose import pose_frame, pose_rows, pose_vectors
+
+    found = backend.estimate([str(p) for p in paths], paths)
+    rows = [r for p, size, persons in zip(paths, sizes, found, strict=True)
+            for r in pose_rows(str(p), "", *size, persons, backend.name, 2)]
+    return torch.from_numpy(pose_vectors(pose_frame(rows), [str(p) for p in paths]))
+
+
+def direct_pose(root: Path, version: str, paths: list[Path], batch: int) -> None:
+    from lenslab.pose_backends import MediaPipeBackend
+
+    backend = MediaPipeBackend()
+    for i in range(0, len(paths), batch):
+        chunk = paths[i:i + batch]
+        _poses(chunk, [im.size for im in _images(chunk)], backend)
+
+
+def direct_similar(root: Path, version: str, paths: list[Path], batch: int) -> None:
+    from lenslab.pose_backends import MediaPipeBackend
+    from models.images import image_tensor
+    from models.registry import load_model
+
+    model, card = load_model(root, "pose", version)
+    size = card["architecture"]["image_size"]
+    backend = MediaPipeBackend()
+
+    def encode(chunk: list[Path]):
+        images = _images(chunk)
+        with torch.inference_mode():
+            f = model.embed(torch.stack([image_tensor(im, size) for im in images]))
+        return f, _poses(chunk, [im.size for im in images], backend)
+
+    fq, pq = encode(paths[:1])
+    for i in range(1, len(paths), batch):
+        f, p = encode(paths[i:i + batch])
+        with torch.inference_mode():
+            torch.sigmoid(model(fq.expand(len(f), -1), f, pq.expand(len(p), -1), p))
+
+
+def direct_album(root: Path, version: str, paths: list[Path], batch: int) -> None:
+    from models.photobook_rater import encoder_for
+    from models.registry import load_model
+
+    model, card = load_model(root, "photobook", version)
+    rater, encoder = model.rater(card), encoder_for(card["encoder"])
+    e = np.concatenate([encoder.encode_images(_images(paths[i:i + batch]), batch)
+                        for i in range(0, len(paths), batch)])
+    rater.album(e.astype(np.float64), [str(p) for p in paths], 12, "learned")
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "selfie": Subcommand(lambda photos: ["selfie", str(photos)], "selfie",
-                         lambda model, x: torch.softmax(model(x).float(), 1)),
-    "rate": Subcommand(lambda photos: ["rate", str(photos)], "aesthetics",
-                       lambda model, x: model(x)),
-    "models": Subcommand(lambda photos: ["models"], None, None),
+    "selfie": Subcommand(lambda folder, _: ["selfie", str(folder)], "selfie",
+                         direct=lambda model, x: torch.softmax(model(x).float(), 1)),
+    "rate": Subcommand(lambda folder, _: ["rate", str(folder)], "aesthetics",
+                       direct=lambda model, x: model(x)),
+    "pose": Subcommand(lambda folder, _: ["pose", str(folder)], None, job=direct_pose),
+    "similar": Subcommand(lambda folder, paths: ["similar", str(paths[0]), "--among",
+                                                 str(folder)], "pose", job=direct_similar),
+    "album": Subcommand(lambda folder, _: ["album", str(folder), "--places", "12"], "photobook",
+                        job=direct_album),
+    "models": Subcommand(lambda folder, _: ["models"], None),
 }
 
 # family -> (synthetic source, scale, assets module and its lists, run config) to train it
@@ -94,6 +165,39 @@ def train(root: Path, families: set[str]) -> None:
         resources = ingest_and_catalog(root, source, scale)
         dg.materialize(defs, resources=resources, raise_on_error=True,
                        run_config={"ops": {k: {"config": v} for k, v in config.items()}})
+
+
+def stand_ins(root: Path, families: set[str]) -> None:
+    """Untrained ``pose`` / ``photobook`` models of the pipeline's architecture (seeded random
+    weights) in the registry under ``root``: their speed does not depend on the weights."""
+    from lenslab.photobook import Rater, Standardiser
+    from models import registry
+    from models.photobook import MLSP
+    from models.photobook_rater import RaterModel
+    from models.pose import build_from_card
+
+    torch.manual_seed(0)
+    common = {"asset": "bench stand-in", "code_version": "bench", "metrics": {}, "params": {},
+              "data": {}, "backbone": {"name": "mobilenet_v2", "weights": "random"}}
+    arch = {"backbone": param("pose.backbone"), "pose": True, "hidden": 128, "pose_dim": 32,
+            "image_size": param("pose.frozen.image_size"), "finetuned": False,
+            "frozen_stages": None}
+    if "pose" in families:
+        registry.register(root, "pose", build_from_card({"architecture": arch}), promote=True,
+                          card={**common, "architecture": arch, "model": "frozen_pose",
+                                "pose_backend": "mediapipe"})
+    if "photobook" not in families:
+        return
+    encoder = {"encoder": MLSP, "pretrained": True, "weights": "torchvision cache",
+               "image_size": param("photobook.image_size"), "dim": 1656}
+    r = np.random.default_rng(0)
+    rater = Rater({"learned": r.normal(size=1656)}, {"learned": 1.0}, {"learned": "stand-in"},
+                  Standardiser(np.zeros(1656), np.ones(1656)),
+                  param("photobook.duplicate_threshold"), encoder)
+    registry.register(root, "photobook", RaterModel.from_rater(rater), promote=True,
+                      card={**common, "architecture": {
+                          "dim": 1656, "duplicate_threshold": rater.duplicate_threshold},
+                          "encoder": encoder, "vector": {"description": "stand-in"}})
 
 
 def photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -201,9 +305,11 @@ def main() -> None:
         for card in entries(root):  # newest first
             newest.setdefault(card["family"], card["version"])
         train_s = None
+        if needed - set(newest) - set(TRAIN):  # speed does not depend on the weights' values
+            stand_ins(root, needed - set(newest) - set(TRAIN))
         if needed - set(newest):
             start = time.perf_counter()
-            train(root, needed - set(newest))
+            train(root, (needed - set(newest)) & set(TRAIN))
             train_s = time.perf_counter() - start
             for card in entries(root):  # the versions just trained (promoted or not)
                 newest.setdefault(card["family"], card["version"])
@@ -212,14 +318,18 @@ def main() -> None:
         results = {}
         for name in args.only:
             sub = SUBCOMMANDS[name]
-            argv = [*sub.argv(folder), "--data-root", str(root), "--format", "jsonl"]
+            argv = [*sub.argv(folder, paths), "--data-root", str(root), "--format", "jsonl"]
             if sub.family:
                 argv += ["--model-version", newest[sub.family]]
             calls = {"in_process": lambda argv=argv: in_process(argv)}
-            row = {"argv": "lenslab " + " ".join(sub.argv(Path("PHOTOS")))}
-            if sub.family:
+            row = {"argv": "lenslab " + " ".join(sub.argv(Path("PHOTOS"), [Path("PHOTO")]))}
+            if sub.direct:
                 direct, row["image_size"] = direct_calls(sub, root, newest[sub.family], paths)
                 calls.update(direct)
+            elif sub.job:
+                version = newest.get(sub.family, "")
+                calls["direct_with_decoding"] = lambda sub=sub, v=version: sub.job(
+                    root, v, paths, BATCH)
             times = interleaved(calls, args.repeats)
             times.update(interleaved({"subprocess": lambda argv=argv: console(argv)},
                                      args.process_runs, cold=("subprocess",)))
@@ -227,14 +337,14 @@ def main() -> None:
             median = {k: statistics.median(v) for k, v in times.items()}
             row.update({f"{k}_s": round(v, 4) for k, v in median.items()})
             row.update({f"{k}_min_s": round(v, 4) for k, v in best.items()})
-            if sub.family:
+            if "direct_with_decoding" in times:
                 n = len(paths)
                 row.update({f"{k}_photos_per_s": round(n / v, 1) for k, v in median.items()})
                 for stat, t in (("median", median), ("min", best)):
-                    row[f"in_process_over_direct_{stat}"] = round(
-                        t["in_process"] / t["direct"], 2)
-                    row[f"in_process_over_direct_with_decoding_{stat}"] = round(
-                        t["in_process"] / t["direct_with_decoding"], 2)
+                    for base in ("direct", "direct_with_decoding"):
+                        if base in t:
+                            row[f"in_process_over_{base}_{stat}"] = round(
+                                t["in_process"] / t[base], 2)
             results[name] = row
         cold = interleaved({"models": lambda: console(["models", "--data-root", str(root)])},
                            args.cold_runs, cold=("models",))
