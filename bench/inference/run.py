@@ -60,6 +60,7 @@ class Subcommand:
     direct: Callable[[torch.nn.Module, torch.Tensor], object] | None = None
     # ... or, where the job is more than one forward pass, the whole of it from the files
     job: Callable[[Path, str, list[Path], int], None] | None = None
+    size_key: str = "image_size"  # the card's architecture entry for the input side
 
 
 def _images(paths: list[Path]) -> list[Image.Image]:
@@ -124,6 +125,9 @@ def direct_album(root: Path, version: str, paths: list[Path], batch: int) -> Non
 SUBCOMMANDS: dict[str, Subcommand] = {
     "selfie": Subcommand(lambda folder, _: ["selfie", str(folder)], "selfie",
                          direct=lambda model, x: torch.softmax(model(x).float(), 1)),
+    "photographer": Subcommand(lambda folder, _: ["photographer", str(folder)], "photographer",
+                               direct=lambda model, x: torch.softmax(model(x).float(), 1),
+                               size_key="feature_size"),
     "rate": Subcommand(lambda folder, _: ["rate", str(folder)], "aesthetics",
                        direct=lambda model, x: model(x)),
     "pose": Subcommand(lambda folder, _: ["pose", str(folder)], None, job=direct_pose),
@@ -145,6 +149,7 @@ TRAIN: dict[str, tuple[str, float, str, dict]] = {
         "aesthetic_model": {"epochs": 1}, "personal_adapters": {"steps": 3},
         "enhanced_photos": {"photos_per_worker": 1, "steps": 2},
         "saliency_maps": {"samples": 1, "smoothgrad_n": 2, "workers": 1}}),
+    "photographer": ("oxford_pets", 0.5, "assets.style:style_assets", {}),
 }
 
 
@@ -264,7 +269,7 @@ def direct_calls(sub: Subcommand, root: Path, version: str,
     from models.registry import load_model
 
     model, card = load_model(root, sub.family, version)
-    size = card["architecture"]["image_size"]
+    size = card["architecture"][sub.size_key]
     device = next(model.parameters()).device
 
     def decode() -> torch.Tensor:
