@@ -24,6 +24,9 @@ DESCRIPTIONS = {
     "with known taste vectors.",
     "photo_preferences": "Photos in quality tiers (00 best) with pairwise preferences, for the "
     "photobook rater.",
+    "photographer_folders": "Photos in one folder per photographer (<root>/<photographer>/*.jpg, "
+    "MIT-Adobe FiveK's expert renditions once exported); synthetic: 5 experts editing the same "
+    "scenes.",
 }
 
 INGEST_CODE = ("lenslab/ingest", "lenslab/synthetic", "lenslab/formats", "assets/ingestion.py",

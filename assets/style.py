@@ -21,7 +21,7 @@ FEATURES_STAGE = Stage(
     outs=("features/global_features.parquet",),
     code=("lenslab/style.py", "lenslab/style_features.py", "assets/style.py",
           "assets/metadata.py"),
-    params=("style.feature_size", "style.batch_size", "style.decode_threads"),
+    params=("style.source", "style.feature_size", "style.batch_size", "style.decode_threads"),
 )
 CLUSTERS_STAGE = Stage(
     outs=("features/photographer_clusters.parquet", "features/photographer_clusters_pca.png"),
@@ -31,6 +31,9 @@ CLUSTERS_STAGE = Stage(
 
 
 class GlobalFeaturesConfig(dg.Config):
+    source: str = Field(default=param("style.source"),
+                        description="The catalogued source studied: oxford_pets or "
+                        "photographer_folders (the whole style group follows it).")
     size: int = Field(default=param("style.feature_size"),
                       description="Photos are resized to size x size pixels for the features.")
     batch_size: int = Field(default=param("style.batch_size"), description="Images per batch.")
@@ -52,7 +55,8 @@ class ClustersConfig(dg.Config):
     **FEATURES_STAGE.asset_kwargs(),
     description="Editing-style features (Lab tone statistics, local contrast, RGB spread, "
     "saturation, colourfulness, hue histogram, white-balance cast, sharpness, noise, vignetting) "
-    "of every catalogued Oxford pets photo, plus the seed's 4 columns as a baseline.",
+    "of every catalogued photo of the style source (Oxford pets by default, or photographer "
+    "folders), plus the seed's 4 columns as a baseline.",
     **GPU_ASSET,
 )
 def global_features(
@@ -67,7 +71,7 @@ def global_features(
 
     layout = data_root.layout()
     # only the catalog's rows: quarantined files never reach the features
-    images = style.catalogued_images(pd.read_parquet(layout.catalog))
+    images = style.catalogued_images(pd.read_parquet(layout.catalog), config.source)
     torch_device = device.torch_device()
     with tqdm(total=len(images), desc="global_features", unit="img") as bar:
         extraction = style.extract(
@@ -77,10 +81,12 @@ def global_features(
         )
     table = style.features_table(images, extraction)
     atomic.write_parquet(style.features_path(layout), table)
-    context.log.info(f"{len(table)} images at {extraction.images_per_s:.1f} images/s")
+    context.log.info(f"{len(table)} {config.source} images at "
+                     f"{extraction.images_per_s:.1f} images/s")
     docs = "\n".join(f"| {name} | {doc} |" for name, doc in FEATURE_DOCS.items())
     return dg.MaterializeResult(metadata={
         "images": len(table),
+        "source": config.source,
         "features": len(FEATURE_DOCS),
         "images_per_s": round(extraction.images_per_s, 1),
         "device": describe(torch_device),
@@ -112,7 +118,7 @@ def photographer_clusters(
     truth = style.true_photographers(layout, table["image_id"])
     result = style.cluster(table[list(FEATURE_NAMES)].to_numpy(),
                            table[list(SEED_FEATURE_NAMES)].to_numpy(), config.clusters,
-                           random_state, truth, n_init=config.n_init)
+                           random_state, truth.labels if truth else None, n_init=config.n_init)
     out = pd.DataFrame({"image_id": table["image_id"], "cluster": result.cluster,
                         "seed_cluster": result.seed_cluster})
     atomic.write_parquet(style.clusters_path(layout), out)
@@ -221,7 +227,8 @@ def style_autoencoder(
     from models.device import describe
 
     layout = data_root.layout()
-    images = style.catalogued_images(pd.read_parquet(layout.catalog))
+    ids = pd.read_parquet(style.features_path(layout), columns=["image_id"])["image_id"]
+    images = style.catalogued_images(pd.read_parquet(layout.catalog), style.source_of(ids))
     parts, _ = _style_split(layout, images, config.heldout_base_fraction, config.seed)
     pixels = style_models.load_images(layout.root, list(images["normalised_path"]), config.size)
     out = style_models.model_dir(layout, "style_autoencoder")
@@ -283,14 +290,19 @@ def photographer_model(
                           / "embeddings.parquet")
     table = feats.merge(emb, on="image_id", suffixes=("", "_ae"))  # split_ae: the style split
     parts = table["split_ae"].to_numpy()
-    truth = style.true_photographers(layout, table["image_id"])
-    if truth is None:  # real Oxford pets: the clusters are the labels, as in the seed
+    known = style.true_photographers(layout, table["image_id"])
+    if known is None:  # real Oxford pets: the clusters are the labels, as in the seed
         clusters = pd.read_parquet(style.clusters_path(layout))
         truth = table[["image_id"]].merge(clusters, on="image_id")["cluster"].to_numpy()
-        label_kind = "kmeans_clusters"
+        names = [str(i) for i in range(int(truth.max()) + 1)]
+        label_kind, label_origin = "kmeans_clusters", "photographer_clusters"
     else:
-        label_kind = "true_photographers"
-    n_phot = int(truth.max()) + 1
+        truth, names = known.labels, known.names
+        label_kind, label_origin = "true_photographers", known.origin
+    n_phot = len(names)
+    if n_phot < 2:
+        raise ValueError(f"{n_phot} photographer among {len(table)} photos: identification "
+                         "needs at least two")
     train_rows = parts == "train"
     f_scale = style_models.scaling(table[list(FEATURE_NAMES)].to_numpy(float), train_rows)
     z_raw = table[[c for c in emb.columns if c.startswith("z")]].to_numpy(float)
@@ -323,7 +335,6 @@ def photographer_model(
                 "top1": ph.topk_accuracy(s[rows], y[rows], 1),
                 "top5": ph.topk_accuracy(s[rows], y[rows], 5)}
     out = style_models.model_dir(layout, "photographer")
-    names = [str(i) for i in range(n_phot)]
     vectors = result.model.photographers.weight.detach().numpy()
     emb_table = pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
     emb_table.insert(0, "photographer", names)
@@ -331,10 +342,13 @@ def photographer_model(
     best = scores["embedding_classifier"].argmax(1).numpy()
     atomic.write_parquet(out / "identification.parquet", pd.DataFrame({
         "image_id": table["image_id"], "split": parts, "photographer": truth,
-        "predicted": best}))
+        "predicted": best, "photographer_name": np.asarray(names)[truth],
+        "predicted_name": np.asarray(names)[best]}))
     torch.save({"model": result.model.state_dict(), "best_epoch": result.best_epoch},
                out / "model.pt")
-    metrics = {"labels": label_kind, "photographers": n_phot, "chance_top1": 1 / n_phot,
+    metrics = {"source": style.source_of(table["image_id"]), "labels": label_kind,
+               "label_origin": label_origin, "photographer_names": names,
+               "photographers": n_phot, "chance_top1": 1 / n_phot,
                "chance_top5": min(5, n_phot) / n_phot, "best_epoch": result.best_epoch,
                "torch_seed": seed, "identification": ident,
                "split_sizes": {k: len(v) for k, v in idx.items()}}
@@ -421,15 +435,15 @@ def style_report(
     metrics = json.loads((style_models.model_dir(layout, "photographer")
                           / "metrics.json").read_text())
     table = pd.read_parquet(style.features_path(layout))
-    truth = style.true_photographers(layout, table["image_id"])
-    if truth is not None:
+    known = style.true_photographers(layout, table["image_id"])
+    if known is not None:
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
         clusters = pd.read_parquet(style.clusters_path(layout))
 
         merged = table[["image_id"]].merge(clusters, on="image_id")
         metrics["clustering"] = {
-            f"{m}_{v}": float(fn(truth, merged[c]))
+            f"{m}_{v}": float(fn(known.labels, merged[c]))
             for v, c in (("standardised", "cluster"), ("seed", "seed_cluster"))
             for m, fn in (("ari", adjusted_rand_score), ("nmi", normalized_mutual_info_score))}
     ident = metrics["identification"]
@@ -461,10 +475,11 @@ def style_report(
     style_models.scatter(style_models.pca_2d(phot[ecols].to_numpy(), seed),
                          np.arange(len(phot)), out / "photographer_embeddings.png",
                          "photographer embeddings (PCA)", list(phot["photographer"]))
-    catalog = style.catalogued_images(pd.read_parquet(layout.catalog)).set_index("image_id")
+    catalog = style.catalogued_images(pd.read_parquet(layout.catalog),
+                                      style.source_of(table["image_id"])).set_index("image_id")
     labelled = ids.set_index("image_id").join(catalog["normalised_path"], how="inner")
     style_models.example_grid(layout.root, style_models.examples_by_photographer(
-        labelled["normalised_path"], labelled["photographer"].to_numpy()),
+        labelled["normalised_path"], labelled["photographer_name"].to_numpy()),
         out / "example_edits.png")
     plots += ["image_embeddings.png", "photographer_embeddings.png", "example_edits.png"]
     style_models.write_report(out, metrics, plots)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCES = ("oxford_pets", "selfies", "landmark_photos", "flickr_aes", "photo_preferences")
+SOURCES = ("oxford_pets", "selfies", "landmark_photos", "flickr_aes", "photo_preferences",
+           "photographer_folders")
 
 
 @dataclass(frozen=True)

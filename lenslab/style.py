@@ -19,8 +19,6 @@ from PIL import Image
 from lenslab.paths import DataLayout
 from lenslab.style_features import FEATURE_NAMES, SEED_FEATURE_NAMES, global_features, seed_features
 
-SOURCE = "oxford_pets"
-
 
 def features_dir(layout: DataLayout) -> Path:
     return layout.root / "features"
@@ -38,9 +36,12 @@ def clusters_plot_path(layout: DataLayout) -> Path:
     return features_dir(layout) / "photographer_clusters_pca.png"
 
 
-def catalogued_images(catalog: pd.DataFrame, source: str = SOURCE) -> pd.DataFrame:
+def catalogued_images(catalog: pd.DataFrame, source: str) -> pd.DataFrame:
     """The source's catalog rows: only validated images are in the catalog (never quarantine)."""
     rows = catalog[catalog["source"] == source]
+    if rows.empty:
+        raise ValueError(f"no catalogued images of source {source!r}: materialise its ingestion "
+                         "asset and image_catalog first (or set style.source)")
     return rows[["image_id", "sha256", "split", "normalised_path"]].reset_index(drop=True)
 
 
@@ -115,10 +116,50 @@ def features_table(images: pd.DataFrame, extraction: Extraction) -> pd.DataFrame
     return pd.concat([table, values], axis=1)
 
 
-def true_photographers(layout: DataLayout, image_ids: pd.Series,
-                       source: str = SOURCE) -> np.ndarray | None:
-    """Known photographer per image (synthetic ground truth), or None where nobody knows."""
-    truth = layout.ground_truth(source) / "photographers.csv"
+def source_of(image_ids: pd.Series) -> str:
+    """The one source of a style table's images (image ids are ``<source>:<path>``)."""
+    sources = set(image_ids.astype(str).str.split(":", n=1).str[0])
+    if len(sources) != 1:
+        raise ValueError(f"expected images of one source, got {sorted(sources)}")
+    return sources.pop()
+
+
+def source_labels(layout: DataLayout, image_ids: pd.Series, column: str) -> pd.Series | None:
+    """A label column the source's own records carry (photographer folders' ``photographer``
+    and ``base``), per image id; None where the source has no such column."""
+    records = layout.records(source_of(image_ids))
+    if not records.is_file():
+        return None
+    table = pd.read_parquet(records)
+    if column not in table.columns:
+        return None
+    by_id = dict(zip(table["image_id"], table[column], strict=True))
+    return image_ids.map(by_id)
+
+
+@dataclass(frozen=True)
+class Photographers:
+    """Who edited each image: ``labels`` index ``names``; ``origin`` says how it is known."""
+
+    labels: np.ndarray
+    names: list[str]
+    origin: str  # "folders" (the dataset's layout) or "ground_truth" (a synthetic generator's)
+
+
+def true_photographers(layout: DataLayout, image_ids: pd.Series) -> Photographers | None:
+    """Known photographer per image, or None where nobody knows (real Oxford pets).
+
+    Photographer folders name them; the synthetic Oxford pets' ground truth numbers them.
+    """
+    folders = source_labels(layout, image_ids, "photographer")
+    if folders is not None:
+        if folders.isna().any():
+            missing = image_ids[folders.isna()].iloc[0]
+            raise ValueError(f"{missing} is catalogued but not in its source's records")
+        names = sorted(folders.unique())
+        return Photographers(folders.map({n: i for i, n in enumerate(names)}).to_numpy(int),
+                             names, "folders")
+    truth = layout.ground_truth(source_of(image_ids)) / "photographers.csv"
     if not truth.is_file():
         return None
     table = pd.read_csv(truth, dtype={"image": str})
@@ -127,7 +168,8 @@ def true_photographers(layout: DataLayout, image_ids: pd.Series,
     labels = stems.map(by_stem)
     if labels.isna().any():  # images the generator did not edit (should not happen): no truth
         return None
-    return labels.astype(int).to_numpy()
+    labels = labels.astype(int).to_numpy()
+    return Photographers(labels, [str(i) for i in range(int(labels.max()) + 1)], "ground_truth")
 
 
 @dataclass(frozen=True)

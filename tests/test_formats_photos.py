@@ -1,5 +1,5 @@
-"""Parsers of Oxford-IIIT Pet, FLICKR-AES and the photo-preference layout, on synthetic data in
-the real formats and on hand-written bad input."""
+"""Parsers of Oxford-IIIT Pet, FLICKR-AES, the photo-preference layout and photographer folders,
+on synthetic data in the real formats and on hand-written bad input."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 from PIL import Image
 
 from lenslab.errors import DataError
-from lenslab.formats import flickr_aes, oxford_pets, photo_preferences
+from lenslab.formats import flickr_aes, oxford_pets, photo_preferences, photographer_folders
 from lenslab.formats.registry import PARSERS, available
 from lenslab.synthetic import flickr_aes as synth_aes
 from lenslab.synthetic import oxford_pets as synth_pets
 from lenslab.synthetic import photo_preferences as synth_prefs
+from lenslab.synthetic import photographer_folders as synth_folders
 
 
 def extract(distributed: Path, extracted: Path) -> Path:
@@ -49,7 +50,7 @@ def rejected_lines(result, file_suffix: str) -> dict[int, str]:
 
 def test_registry_names_every_source():
     assert set(PARSERS) == {"oxford_pets", "selfies", "landmark_photos", "flickr_aes",
-                            "photo_preferences"}
+                            "photo_preferences", "photographer_folders"}
     assert {"oxford_pets", "flickr_aes", "photo_preferences"} <= set(available())
     assert PARSERS["oxford_pets"].load() is oxford_pets.parse
 
@@ -297,3 +298,48 @@ def test_prefs_missing_parts(prefs, tmp_path):
     shutil.rmtree(copy / "photos")
     with pytest.raises(DataError, match="photos"):
         photo_preferences.parse(copy, tmp_path)
+
+
+# ------------------------------------------------------------------------- photographer folders
+def test_photographer_folders_label_by_folder_and_share_bases(tmp_path):
+    extracted, summary = build(tmp_path, synth_folders, seed=2, photographers=3, scenes=5)
+    assert summary == {"photographers": 3, "scenes": 5, "photos": 15, "defects": True}
+    result = photographer_folders.parse(extracted, tmp_path)
+    records = result.records
+    # the truncated JPEG is a record: the catalog decodes it and quarantines it with a reason
+    assert len(records) == 16 and records["split"].isna().all()
+    assert sorted(records["photographer"].unique()) == ["expert_A", "expert_B", "expert_C"]
+    assert records["image_id"].iloc[0] == "photographer_folders:expert_A/a0001.jpg"
+    assert records.groupby("base")["photographer"].nunique().loc["a0001"] == 3
+    assert (tmp_path / records["path"].iloc[0]).is_file()
+    assert dict(zip(result.rejected["file"], result.rejected["reason"], strict=True)) == {
+        "extracted/cover.jpg": "not inside a photographer folder "
+                               "(the layout is <root>/<photographer>/<photo>)",
+        "extracted/expert_A/Thumbs.db": "not an image file (suffix .db)"}
+
+
+def test_photographer_folders_wrapper_nesting_and_bad_trees(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (8, 8), (200, 90, 30)).save(photo)
+    export = tmp_path / "extracted" / "fivek_export"  # a zip of the export folder
+    for rel in ("Expert A/a0001.jpg", "Expert A/2013-05/a0002.jpg", "Expert B/a0001.jpg",
+                ".lenslab-extracted/marker.jpg"):
+        (export / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(photo, export / rel)
+    (export / "Expert C").mkdir()
+    result = photographer_folders.parse(tmp_path / "extracted", tmp_path)
+    assert photographer_folders.find_root(tmp_path / "extracted") == export
+    records = result.records.set_index("image_id")
+    assert list(records.index) == ["photographer_folders:Expert A/2013-05/a0002.jpg",
+                                   "photographer_folders:Expert A/a0001.jpg",
+                                   "photographer_folders:Expert B/a0001.jpg"]
+    assert list(records["photographer"]) == ["Expert A", "Expert A", "Expert B"]
+    assert list(records["base"]) == ["a0002", "a0001", "a0001"]
+    assert list(result.rejected["reason"]) == ["photographer folder without photos"]
+    assert result.rejected["file"].iloc[0] == "extracted/fivek_export/Expert C"
+
+    with pytest.raises(DataError, match="no photos in <photographer>/ folders"):
+        photographer_folders.parse(tmp_path / "extracted" / "fivek_export" / "Expert C",
+                                   tmp_path)
+    with pytest.raises(DataError, match="missing photographer folders"):
+        photographer_folders.parse(tmp_path / "nowhere", tmp_path)

@@ -110,7 +110,7 @@ def test_scenes_are_seeded_and_trimaps_have_three_values():
 def test_registry_and_cli(tmp_path, capsys):
     assert {"oxford_pets", "flickr_aes", "photo_preferences"} <= set(available())
     assert set(GENERATORS) == {"oxford_pets", "selfies", "landmark_photos", "flickr_aes",
-                               "photo_preferences"}
+                               "photo_preferences", "photographer_folders"}
     assert cli.main(["photo_preferences", str(tmp_path / "out"), "--seed", "3", "--scale",
                      "0.12", "--set", "pairs=1000"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -14,6 +14,7 @@ PARSERS: dict[str, LazyFunction] = {
     "landmark_photos": LazyFunction("lenslab.formats.landmark_photos", "parse"),
     "flickr_aes": LazyFunction("lenslab.formats.flickr_aes", "parse"),
     "photo_preferences": LazyFunction("lenslab.formats.photo_preferences", "parse"),
+    "photographer_folders": LazyFunction("lenslab.formats.photographer_folders", "parse"),
 }
 
 

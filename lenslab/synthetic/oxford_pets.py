@@ -92,10 +92,12 @@ LIMITS = {"exposure": (-1.5, 1.5), "contrast": (-0.85, 0.85), "saturation": (-0.
 ASPECTS = (4 / 3, 3 / 2, 1.0, 3 / 4, 2 / 3)
 
 
-def draw_presets(seed: int, count: int, spread: float = 1.0) -> list[EditParams]:
+def draw_presets(seed: int, count: int, spread: float = 1.0,
+                 source: str = SOURCE) -> list[EditParams]:
     """``count`` photographers' looks from one shared distribution (so they overlap), its
-    spread scaled by ``spread`` (clipped to LIMITS, so strong looks saturate realistically)."""
-    r = rng(seed, SOURCE, "presets")
+    spread scaled by ``spread`` (clipped to LIMITS, so strong looks saturate realistically);
+    ``source`` names the random stream, so each dataset has its own photographers."""
+    r = rng(seed, source, "presets")
     presets = []
     for _ in range(count):
         values: dict[str, float] = {k: float(r.normal(0.0, s * spread))

@@ -14,6 +14,7 @@ GENERATORS: dict[str, LazyFunction] = {
     "landmark_photos": LazyFunction("lenslab.synthetic.landmarks", "generate"),
     "flickr_aes": LazyFunction("lenslab.synthetic.flickr_aes", "generate"),
     "photo_preferences": LazyFunction("lenslab.synthetic.photo_preferences", "generate"),
+    "photographer_folders": LazyFunction("lenslab.synthetic.photographer_folders", "generate"),
 }
 
 

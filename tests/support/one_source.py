@@ -8,9 +8,11 @@ import dagster as dg
 import pandas as pd
 
 
-def ingest_and_catalog(root: Path, source: str, scale: float | None = None) -> dict:
-    """Materialise ``source`` (synthetic, at ``scale``; None: params.yaml's) and build the image
-    catalog of it alone; returns the resources the system's assets run with (CPU device)."""
+def ingest_and_catalog(root: Path, source: str, scale: float | None = None,
+                       config: dict | None = None) -> dict:
+    """Materialise ``source`` (synthetic, at ``scale``; None: params.yaml's; ``config``: more of
+    its config, e.g. local mode and a path) and build the image catalog of it alone; returns the
+    resources the system's assets run with (CPU device)."""
     from assets.ingestion import ingestion_assets
     from lenslab.catalog import build_catalog, write_catalog
     from lenslab.paths import DataLayout
@@ -19,8 +21,9 @@ def ingest_and_catalog(root: Path, source: str, scale: float | None = None) -> d
     resources = {"data_root": DataRoot(path=str(root)), "http": HttpClient(),
                  "device": TorchDevice(device="cpu")}
     asset = next(a for a in ingestion_assets if a.key.path[-1] == source)
-    config = {"ops": {source: {"config": {"scale": scale}}}} if scale is not None else {}
-    dg.materialize([asset], resources=resources, raise_on_error=True, run_config=config)
+    options = dict(config or {}) | ({"scale": scale} if scale is not None else {})
+    dg.materialize([asset], resources=resources, raise_on_error=True,
+                   run_config={"ops": {source: {"config": options}}} if options else {})
     layout = DataLayout(root)
     write_catalog(build_catalog(pd.read_parquet(layout.records(source)), layout, max_side=512,
                                 max_pixels=50_000_000, seed=1,
