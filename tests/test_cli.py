@@ -12,6 +12,7 @@ from skimage import data as skdata
 from lenslab.cli import main
 from models import registry
 from models.selfie import build_from_card
+from tests.support.packaged_photos import bad_inputs, write_photos
 
 ARCH = {"backbone": "mobilenet_v2", "hidden": 32, "frozen": 0, "image_size": 64}
 
@@ -52,37 +53,21 @@ def test_no_promoted_model_is_a_clear_error(tmp_path):
         registry.load_model(tmp_path, "selfie")
 
 
-def _photos(tmp_path):
-    good = tmp_path / "photos"
-    good.mkdir()
-    Image.fromarray(skdata.astronaut()).save(good / "astronaut.jpg")
-    Image.fromarray(skdata.chelsea()).save(good / "chelsea.png")
-    corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes((good / "astronaut.jpg").read_bytes()[:3000])
-    text = tmp_path / "notes.jpg"
-    text.write_text("not a photo")
-    return good, corrupt, text
-
-
 def test_selfie_answers_the_good_inputs_and_names_the_bad_ones_with_exit_1(tmp_path):
     _register(tmp_path)
-    good, corrupt, text = _photos(tmp_path)
-    run = CliRunner().invoke(main, ["selfie", str(good), str(corrupt), str(text),
-                                    str(tmp_path / "missing.jpg"), "--data-root", str(tmp_path),
+    good = write_photos(tmp_path / "photos", "astronaut.jpg", "chelsea.png")
+    bad = bad_inputs(tmp_path, good / "astronaut.jpg")
+    run = CliRunner().invoke(main, ["selfie", str(good), *bad.paths, "--data-root", str(tmp_path),
                                     "--format", "jsonl"])
-    assert run.exit_code == 1
+    bad.assert_reported(run)
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert sorted(r["photo"].rsplit("/", 1)[-1] for r in rows) == ["astronaut.jpg", "chelsea.png"]
     assert all(0 <= r["p_good"] <= 1 for r in rows)
-    assert f"{corrupt}: unreadable image" in run.stderr
-    assert f"{text}: not an image" in run.stderr
-    assert "missing.jpg: no such file or folder" in run.stderr
-    assert "Traceback" not in run.output
 
 
 def test_all_good_inputs_exit_0_and_csv_has_a_header(tmp_path):
     _register(tmp_path)
-    good, _, _ = _photos(tmp_path)
+    good = write_photos(tmp_path / "photos", "astronaut.jpg", "chelsea.png")
     run = CliRunner().invoke(main, ["selfie", str(good / "*.jpg"), "--data-root", str(tmp_path),
                                     "--format", "csv"])
     assert run.exit_code == 0, run.output

@@ -8,14 +8,12 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from matplotlib import cbook
 from PIL import Image
-from skimage import data as skdata
-from sklearn.datasets import load_sample_image
 
 from lenslab.cli import main
 from models import aesthetics as A
 from models import registry
+from tests.support.packaged_photos import bad_inputs, write_photos
 
 ARCH = {"backbone": "mobilenet_v2", "image_size": 64, "frozen_stages": 16}
 ENHANCE = {"size": 64, "steps": 2, "step_size": 0.01, "epsilon": 0.06, "edit_lr": 0.1,
@@ -57,17 +55,8 @@ def test_the_generic_scorer_and_a_users_parameters_round_trip(tmp_path):
 
 
 def _photos(tmp_path):
-    good = tmp_path / "photos"
-    good.mkdir()
-    Image.fromarray(skdata.astronaut()).save(good / "astronaut.jpg")
-    Image.fromarray(load_sample_image("china.jpg")).save(good / "china.png")
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        (good / "grace_hopper.jpg").write_bytes(fh.read())
-    corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes((good / "astronaut.jpg").read_bytes()[:3000])
-    text = tmp_path / "notes.png"
-    text.write_text("not a photo")
-    return good, [str(corrupt), str(text), str(tmp_path / "missing.jpg")]
+    good = write_photos(tmp_path / "photos", "astronaut.jpg", "china.png", "grace_hopper.jpg")
+    return good, bad_inputs(tmp_path, good / "astronaut.jpg")
 
 
 def _rows(run):
@@ -77,17 +66,13 @@ def _rows(run):
 def test_rate_generic_and_personal_bad_inputs_exit_1(tmp_path):
     _register(tmp_path)
     good, bad = _photos(tmp_path)
-    args = ["rate", str(good), *bad, "--data-root", str(tmp_path), "--format", "jsonl"]
+    args = ["rate", str(good), *bad.paths, "--data-root", str(tmp_path), "--format", "jsonl"]
     generic = CliRunner().invoke(main, args)
     personal = CliRunner().invoke(main, [*args, "--user", USER])
     for run in (generic, personal):
-        assert run.exit_code == 1, run.output
+        bad.assert_reported(run)
         assert sorted(r["photo"].rsplit("/", 1)[-1] for r in _rows(run)) == [
             "astronaut.jpg", "china.png", "grace_hopper.jpg"]
-        assert f"{bad[0]}: unreadable image" in run.stderr
-        assert f"{bad[1]}: not an image" in run.stderr
-        assert "missing.jpg: no such file or folder" in run.stderr
-        assert "Traceback" not in run.output
     assert {r["model"] for r in _rows(generic)} == {"generic"}
     assert {r["model"] for r in _rows(personal)} == {f"{USER} (adapters, k=100)"}
     assert [r["score"] for r in _rows(generic)] != [r["score"] for r in _rows(personal)]
@@ -133,9 +118,9 @@ def test_enhance_several_photos_into_a_folder_with_bad_inputs_exit_1(tmp_path):
     _register(tmp_path)
     good, bad = _photos(tmp_path)
     out = tmp_path / "enhanced"
-    run = CliRunner().invoke(main, ["enhance", str(good), *bad, "--user", USER, "-o", str(out),
-                                    "--steps", "1", "--data-root", str(tmp_path)])
-    assert run.exit_code == 1, run.output
+    run = CliRunner().invoke(main, ["enhance", str(good), *bad.paths, "--user", USER, "-o",
+                                    str(out), "--steps", "1", "--data-root", str(tmp_path)])
+    bad.assert_reported(run)
     assert sorted(p.name for p in out.iterdir()) == [
         "astronaut_enhanced.png", "china_enhanced.png", "grace_hopper_enhanced.png"]
     assert "not an image" in run.stderr and "Traceback" not in run.output

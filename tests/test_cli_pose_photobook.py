@@ -3,7 +3,6 @@ real photos with small registered models (the slow tests of test_pose.py and tes
 run the same commands with the models their pipelines train)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from lenslab.photobook import Rater, Standardiser
 from models import registry
 from models.photobook_rater import RaterModel
 from models.pose import PhotoSimilarity, Siamese, TrunkSuffix, build_from_card, load_variant
+from tests.support.packaged_photos import bad_inputs, write_photos
 
 POSE_ARCH = {"backbone": "mobilenet_v2", "pose": True, "hidden": 16, "pose_dim": 8,
              "image_size": 64, "finetuned": False, "frozen_stages": None}
@@ -146,32 +146,10 @@ def test_a_clip_rater_without_its_weights_is_a_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Real photos shipped in installed packages, plus a corrupt file and a non-image."""
-    from matplotlib import cbook
-    from sklearn.datasets import load_sample_image
-
     folder = tmp_path_factory.mktemp("photos")
-    good = folder / "good"
-    good.mkdir()
-    Image.fromarray(skdata.astronaut()).save(good / "astronaut.jpg")
-    Image.fromarray(skdata.coffee()).save(good / "coffee.png")
-    Image.fromarray(skdata.chelsea()).save(good / "chelsea.jpg")
-    shutil.copy(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False),
-                good / "grace_hopper.jpg")
-    Image.fromarray(load_sample_image("china.jpg")).save(good / "china.jpg")
-    corrupt = folder / "corrupt.jpg"
-    corrupt.write_bytes((good / "astronaut.jpg").read_bytes()[:3000])
-    text = folder / "notes.png"
-    text.write_text("not a photo")
-    return {"good": good, "bad": [str(corrupt), str(text), str(folder / "missing.jpg")]}
-
-
-def assert_bad_ones_reported(run, photos):
-    assert run.exit_code == 1, run.output
-    corrupt, text, missing = photos["bad"]
-    assert f"{corrupt}: unreadable image" in run.stderr
-    assert f"{text}: not an image" in run.stderr
-    assert f"{missing}: no such file or folder" in run.stderr
-    assert "Traceback" not in run.output
+    good = write_photos(folder / "good", "astronaut.jpg", "coffee.png", "chelsea.jpg",
+                        "grace_hopper.jpg", "china.jpg")
+    return {"good": good, "bad": bad_inputs(folder, good / "astronaut.jpg")}
 
 
 def invoke(*args):
@@ -180,9 +158,9 @@ def invoke(*args):
 
 def test_album_and_compare_on_real_photos_with_bad_ones_among_them(tmp_path, photos):
     register_photobook(tmp_path)
-    run = invoke("album", photos["good"], *photos["bad"], "--places", 2, "--data-root", tmp_path,
-                 "--format", "jsonl", "--batch-size", 2)
-    assert_bad_ones_reported(run, photos)
+    run = invoke("album", photos["good"], *photos["bad"].paths, "--places", 2, "--data-root",
+                 tmp_path, "--format", "jsonl", "--batch-size", 2)
+    photos["bad"].assert_reported(run)
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(rows) == 5 and sum(r["chosen"] for r in rows) == 2
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] and all(r["reason"] for r in rows)
@@ -193,7 +171,7 @@ def test_album_and_compare_on_real_photos_with_bad_ones_among_them(tmp_path, pho
     assert lines[0] == "photo,p_better,better_pick" and len(lines) == 3
     p = [float(line.split(",")[1]) for line in lines[1:]]
     assert sum(p) == pytest.approx(1, abs=1e-3)
-    run = invoke("compare", good[0], photos["bad"][0], "--data-root", tmp_path)
+    run = invoke("compare", good[0], photos["bad"].corrupt, "--data-root", tmp_path)
     assert run.exit_code == 1 and "unreadable image" in run.stderr and not run.stdout
     assert invoke("album", good[0], "--data-root", tmp_path).exit_code == 2  # no --places
     assert invoke("compare", photos["good"], good[0], "--data-root", tmp_path).exit_code == 2
@@ -202,10 +180,10 @@ def test_album_and_compare_on_real_photos_with_bad_ones_among_them(tmp_path, pho
 def test_similar_without_a_pose_branch_ranks_the_folder(tmp_path, photos):
     register_pose(tmp_path, pose=False, pose_dim=0)
     query = photos["good"] / "astronaut.jpg"
-    among = [arg for b in photos["bad"] for arg in ("--among", b)]
+    among = [arg for b in photos["bad"].paths for arg in ("--among", b)]
     run = invoke("similar", query, "--among", photos["good"], *among, "--data-root", tmp_path,
                  "--format", "jsonl")
-    assert_bad_ones_reported(run, photos)
+    photos["bad"].assert_reported(run)
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]  # the query itself is left out
     assert str(query) not in {r["photo"] for r in rows}
@@ -229,8 +207,9 @@ def test_pose_backends_that_cannot_run_are_named(tmp_path, photos, monkeypatch):
 def test_pose_finds_people_in_real_photos_writes_skeletons_and_names_bad_inputs(tmp_path,
                                                                                  photos):
     masks = tmp_path / "masks"
-    run = invoke("pose", photos["good"], *photos["bad"], "--masks", masks, "--format", "jsonl")
-    assert_bad_ones_reported(run, photos)
+    run = invoke("pose", photos["good"], *photos["bad"].paths, "--masks", masks, "--format",
+                 "jsonl")
+    photos["bad"].assert_reported(run)
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     by_photo = {r["photo"].rsplit("/", 1)[-1]: r for r in rows if r["person"] <= 0}
     assert set(by_photo) == {"astronaut.jpg", "coffee.png", "chelsea.jpg", "grace_hopper.jpg",

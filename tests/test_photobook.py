@@ -13,6 +13,7 @@ from skimage import data as skdata
 
 from lenslab import photobook as pb
 from models import photobook as mp
+from tests.support.packaged_photos import bad_inputs, write_photos
 
 SEED = 7
 
@@ -245,11 +246,8 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
 
 
 def _cli_on_real_photos(data_root, checks):
-    import shutil
 
     from click.testing import CliRunner
-    from matplotlib import cbook
-    from sklearn.datasets import load_sample_image
 
     from lenslab.cli import main
     from models.registry import entries
@@ -258,40 +256,28 @@ def _cli_on_real_photos(data_root, checks):
     check = next(c for c in checks if c.check_name == "photobook_learned_beats_baseline")
     assert card["family"] == "photobook" and card["promoted"] == check.passed
     assert card["encoder"]["encoder"] == "mobilenet_v2_mlsp" and card["metrics"]["test_pairs"] > 0
-    photos = data_root / "photos"
-    photos.mkdir()
-    Image.fromarray(skdata.astronaut()).save(photos / "astronaut.jpg")
+    photos = write_photos(data_root / "photos", "astronaut.jpg", "chelsea.jpg", "coffee.jpg",
+                          "china.jpg", "grace_hopper.jpg")
     Image.fromarray(skdata.astronaut()).save(photos / "astronaut_again.png")  # a near-duplicate
-    Image.fromarray(skdata.chelsea()).save(photos / "chelsea.jpg")
-    Image.fromarray(skdata.coffee()).save(photos / "coffee.jpg")
-    Image.fromarray(load_sample_image("china.jpg")).save(photos / "china.jpg")
-    shutil.copy(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False),
-                photos / "grace_hopper.jpg")
-    corrupt, text = data_root / "corrupt.jpg", data_root / "notes.png"
-    corrupt.write_bytes((photos / "chelsea.jpg").read_bytes()[:2000])
-    text.write_text("not a photo")
+    bad = bad_inputs(data_root, photos / "chelsea.jpg")
 
     def run(*args):
         return CliRunner().invoke(main, [*map(str, args), "--data-root", str(data_root),
                                          "--model-version", card["version"],
                                          "--format", "jsonl"])
 
-    album = run("album", photos, corrupt, text, data_root / "missing.jpg", "--places", 3)
-    assert album.exit_code == 1, album.output
+    album = run("album", photos, *bad.paths, "--places", 3)
+    bad.assert_reported(album)
     rows = [json.loads(line) for line in album.stdout.splitlines()]
     assert len(rows) == 6 and sum(r["chosen"] for r in rows) == 3
     names = {r["photo"].rsplit("/", 1)[-1]: r for r in rows}
     copies = sorted((names["astronaut.jpg"], names["astronaut_again.png"]),
                     key=lambda r: r["rank"])
     assert copies[1]["reason"].startswith("near-duplicate of") and not copies[1]["chosen"]
-    for bad, why in ((corrupt, "unreadable image"), (text, "not an image"),
-                     (data_root / "missing.jpg", "no such file or folder")):
-        assert f"{bad}: {why}" in album.stderr
-    assert "Traceback" not in album.output
 
     compare = run("compare", photos / "chelsea.jpg", photos / "coffee.jpg")
     assert compare.exit_code == 0, compare.output
     p = [json.loads(line)["p_better"] for line in compare.stdout.splitlines()]
     assert len(p) == 2 and sum(p) == pytest.approx(1, abs=1e-3)
-    bad = run("compare", photos / "chelsea.jpg", corrupt)
-    assert bad.exit_code == 1 and f"{corrupt}: unreadable image" in bad.stderr
+    broken = run("compare", photos / "chelsea.jpg", bad.corrupt)
+    assert broken.exit_code == 1 and f"{bad.corrupt}: unreadable image" in broken.stderr

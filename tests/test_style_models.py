@@ -16,6 +16,7 @@ from lenslab.paths import DataLayout
 from lenslab.synthetic.edits import EditParams, apply_edits
 from models import photographer as ph
 from models import style_autoencoder as ae
+from tests.support.packaged_photos import bad_inputs, write_photos
 
 
 def _tiny_images(n: int = 12, size: int = 32) -> torch.Tensor:
@@ -192,7 +193,6 @@ def test_default_source_meets_the_targets_and_the_cli_applies_the_registered_mod
     reported and >= 90 % top-1; the registered model answers `lenslab photographer` on real
     photos, names a corrupt file, a non-image and a missing file, and exits 1."""
     from click.testing import CliRunner
-    from matplotlib import cbook
 
     from assets.style import style_assets
     from lenslab.cli import main
@@ -217,28 +217,15 @@ def test_default_source_meets_the_targets_and_the_cli_applies_the_registered_mod
     assert card["promoted"] and len(card["architecture"]["photographers"]) == 30
     assert model.model.photographers.weight.shape[0] == 30 and not model.training
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(data.astronaut()).save(photos / "astronaut.jpg")
-    Image.fromarray(data.coffee()).save(photos / "coffee.png")
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        (photos / "grace_hopper.jpg").write_bytes(f.read())
-    corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes((photos / "astronaut.jpg").read_bytes()[:3000])
-    text = tmp_path / "notes.jpg"
-    text.write_text("not a photo")
-    run = CliRunner().invoke(main, ["photographer", str(photos), str(corrupt), str(text),
-                                    str(tmp_path / "missing.jpg"), "--top-k", "3",
+    photos = write_photos(tmp_path / "photos", "astronaut.jpg", "coffee.png", "grace_hopper.jpg")
+    bad = bad_inputs(tmp_path, photos / "astronaut.jpg")
+    run = CliRunner().invoke(main, ["photographer", str(photos), *bad.paths, "--top-k", "3",
                                     "--format", "jsonl", "--data-root", str(tmp_path)])
-    assert run.exit_code == 1, run.output
+    bad.assert_reported(run)
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(rows) == 9 and {r["rank"] for r in rows} == {1, 2, 3}
     assert {r["photographer"] for r in rows} <= set(card["architecture"]["photographers"])
     assert all(0 <= r["probability"] <= 1 for r in rows)
-    assert f"{corrupt}: unreadable image" in run.stderr
-    assert f"{text}: not an image" in run.stderr
-    assert "missing.jpg: no such file or folder" in run.stderr
-    assert "Traceback" not in run.output
 
     run = CliRunner().invoke(main, ["similar-photographers", "7", "-k", "4", "--format", "csv",
                                     "--data-root", str(tmp_path)])
