@@ -65,8 +65,10 @@ def load_image(path: Path, size: int) -> np.ndarray:
 def _decoded(paths: Sequence[Path], size: int) -> torch.Tensor:
     """uint8 (N, 3, size, size) batch of the photos, channel planes contiguous (what the
     feature maths reads plane by plane)."""
-    arrays = np.stack([load_image(path, size) for path in paths])
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+    batch = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    for image, path in zip(batch, paths, strict=True):
+        image[...] = load_image(path, size).transpose(2, 0, 1)
+    return torch.from_numpy(batch)
 
 
 @contextmanager
