@@ -39,7 +39,6 @@ _CORNER = 0.2
 _CENTRE = 0.4
 # Fixed-point steps of X/Xn, Y/Yn, Z/Zn in the uint8 path's lookups (see _lab_f_rows).
 _FIXED = 1 << 20
-_CHANNEL_OFFSETS = torch.tensor([[0], [256], [512]], dtype=torch.int32)
 PERCENTILES = (0.05, 0.5, 0.95)
 # L* resolution of the uint8 path's percentile histogram (see _percentiles).
 _PERCENTILE_STEP = 0.1
@@ -98,13 +97,13 @@ def _xyz_row(linear: Tensor, k: int, dim: int) -> Tensor:
 
 @functools.cache
 def _code_tables(device: torch.device) -> tuple[Tensor, Tensor]:
-    """The uint8 path's tables: (3, 768) int32 steps that channel c's code adds to X/Xn, Y/Yn
-    and Z/Zn (at c * 256 + code, in 1/_FIXED units, each term rounded), and _lab_f of every
-    step count (float32). Built once per device, outside inference mode so any caller may use
+    """The uint8 path's tables: (3, 3, 256) int32 steps that channel c's code adds to row k of
+    X/Xn, Y/Yn, Z/Zn (in 1/_FIXED units, each term rounded), and _lab_f of every step count
+    (float32). Built once per device, outside inference mode so any caller may use
     them."""
     with torch.inference_mode(False):
         linear = srgb_linear(torch.arange(256, dtype=torch.float64) / 255.0)
-        rows = [torch.cat([linear * (m / white) for m in row])
+        rows = [torch.stack([linear * (m / white) for m in row])
                 for row, white in zip(_RGB_TO_XYZ, _WHITE, strict=True)]
         steps = (torch.stack(rows) * _FIXED).round().to(torch.int32)
         # each row sums to 1 at white: three rounded terms stay below _FIXED + 2
@@ -125,13 +124,14 @@ def _lab_f_rows(batch: Tensor, rows: tuple[int, ...], dim: int) -> list[Tensor]:
         linear = srgb_linear(batch)
         return [_lab_f(_xyz_row(linear, k, dim)) for k in rows]
     steps, f = _code_tables(batch.device)
-    shape = batch.movedim(dim, 0).shape[1:]
-    codes = batch.movedim(dim, 0).to(torch.int32, memory_format=torch.contiguous_format)
-    codes = codes.view(3, -1).add_(_CHANNEL_OFFSETS.to(batch.device)).view(-1)
+    planes = [plane.to(torch.int32, memory_format=torch.contiguous_format).view(-1)
+              for plane in batch.unbind(dim)]
     out = []
     for k in rows:
-        terms = steps[k].index_select(0, codes).view(3, -1)
-        out.append(f.index_select(0, terms[0].add(terms[1]).add_(terms[2])).view(shape))
+        total = steps[k, 0].index_select(0, planes[0])
+        total += steps[k, 1].index_select(0, planes[1])
+        total += steps[k, 2].index_select(0, planes[2])
+        out.append(f.index_select(0, total).view(batch.select(dim, 0).shape))
     return out
 
 
@@ -240,17 +240,20 @@ def _corner_centre_ratio(lightness: Tensor) -> Tensor:
     return (corners.mean((1, 2)) + 1.0) / (centre.mean((1, 2)) + 1.0)
 
 
-def _second_differences(unit_l: Tensor) -> tuple[Tensor, Tensor]:
+def _second_differences(light: Tensor) -> tuple[Tensor, Tensor]:
     """Laplacian and Immerkaer's noise filter of an (N, H, W) map, valid region, by slices.
 
     Immerkaer's kernel [[1,-2,1],[-2,4,-2],[1,-2,1]] is the outer product of two second
     differences: it cancels planar and linear structure and leaves mostly the noise.
     """
-    dxx = unit_l[:, :, 2:] - 2.0 * unit_l[:, :, 1:-1] + unit_l[:, :, :-2]
-    dyy = unit_l[:, 2:] - 2.0 * unit_l[:, 1:-1] + unit_l[:, :-2]
-    laplacian = dxx[:, 1:-1] + dyy[:, :, 1:-1]
-    noise = dxx[:, 2:] - 2.0 * dxx[:, 1:-1] + dxx[:, :-2]
-    return laplacian, noise
+    def second(x: Tensor, dim: int) -> Tensor:  # x[i-1] - 2 x[i] + x[i+1] in two passes
+        n = x.shape[dim]
+        return (x.narrow(dim, 0, n - 2) + x.narrow(dim, 2, n - 2)).sub_(x.narrow(dim, 1, n - 2),
+                                                                         alpha=2.0)
+
+    dxx = second(light, 2)
+    laplacian = dxx[:, 1:-1] + second(light, 1)[:, :, 1:-1]
+    return laplacian, second(dxx, 1)
 
 
 def global_features(batch: Tensor) -> Tensor:
@@ -271,10 +274,11 @@ def global_features(batch: Tensor) -> Tensor:
     n = batch.shape[0]
     light = lightness(batch)
     local = michelson_map(light, _CONTRAST_FLOOR).mean((1, 2))
-    laplacian, residual = _second_differences(light / 100.0)
-    sharpness = _variance(laplacian.reshape(n, -1))
+    # both on L*/100: linear filters, so the 1/100 is applied to the two numbers at the end
+    laplacian, residual = _second_differences(light)
+    sharpness = _variance(laplacian.reshape(n, -1)) / 100.0**2
     # Immerkaer: sigma = sqrt(pi/2) * mean |filtered| / 6
-    noise = math.sqrt(math.pi / 2.0) / 6.0 * residual.abs().mean((1, 2))
+    noise = math.sqrt(math.pi / 2.0) / 600.0 * residual.abs().mean((1, 2))
 
     codes = batch[:, :, ::2, ::2]
     # Lab of the subsample; its L* is the full-resolution L* already computed, read at the
