@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,6 +72,25 @@ def features(paths: list[Path], size: int, batch_size: int, threads: int) -> tup
     return rate, 1000 * (time.process_time() - cpu) / len(paths)
 
 
+def cores_free(seconds: float = 0.5) -> float:
+    """CPU cores this process gets right now: two GIL-free threads multiplying matrices, CPU
+    time over wall time (2.0 on an idle 2-core machine; the features' workers can use no more)."""
+    a = torch.rand(512, 512)
+
+    def busy() -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            a @ a
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: busy(), range(2)))
+    torch.set_num_threads(threads)
+    return (time.process_time() - cpu) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -84,7 +104,8 @@ def main() -> None:
 
     paths = normalised_copies(OUT / "photos", args.images)
     features(paths[: args.batch_size], args.size, args.batch_size, args.threads)  # warm-up
-    decode, feats, decode_cpu, feats_cpu, load = [], [], [], [], [os.getloadavg()[0]]
+    decode, feats, decode_cpu, feats_cpu = [], [], [], []
+    load, cores = [os.getloadavg()[0]], [cores_free()]
     for _ in range(args.runs):  # alternate, so load drifts hit both alike
         for rates, cpus, (rate, cpu) in (
                 (decode, decode_cpu, decode_only(paths, args.size)),
@@ -92,6 +113,7 @@ def main() -> None:
             rates.append(rate)
             cpus.append(cpu)
     load.append(os.getloadavg()[0])
+    cores.append(cores_free())
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -103,9 +125,11 @@ def main() -> None:
         "decode_only_median": statistics.median(decode),
         "features_median": statistics.median(feats),
         "ratio": statistics.median(feats) / statistics.median(decode),
-        # the machine is shared: its 1-minute load before and after, and the CPU time each
-        # loop spent per image (all threads), which load changes far less than images/s
+        # the machine is shared: its 1-minute load and the cores free to this process before
+        # and after, and the CPU time each loop spent per image (all threads), which load
+        # changes far less than images/s
         "load_average_before_after": load,
+        "cores_free_before_after": cores,
         "decode_only_cpu_ms_per_image": statistics.median(decode_cpu),
         "features_cpu_ms_per_image": statistics.median(feats_cpu),
     }
@@ -114,7 +138,8 @@ def main() -> None:
     print(f"decode-only {result['decode_only_median']:.1f} img/s, features "
           f"{result['features_median']:.1f} img/s, ratio {result['ratio']:.2f} (target >= 0.8); "
           f"CPU ms/image {result['decode_only_cpu_ms_per_image']:.2f} vs "
-          f"{result['features_cpu_ms_per_image']:.2f}; load {load[0]:.1f} -> {load[1]:.1f}")
+          f"{result['features_cpu_ms_per_image']:.2f}; load {load[0]:.1f} -> {load[1]:.1f}, "
+          f"cores free {cores[0]:.2f} -> {cores[1]:.2f}")
 
 
 if __name__ == "__main__":
