@@ -7,7 +7,7 @@ binning for the hue histogram), so the style autoencoder can put the features in
 Every division and root is guarded, so black or constant images give finite values.
 
 uint8 codes (what ``lenslab.style.extract`` decodes) take an inference path through the same
-functions: Lab from fixed-point lookup tables instead of pow per pixel (``_lab_f_rows``) and
+functions: Lab from fixed-point lookup tables instead of pow per pixel (``_lab_rows``) and
 the percentiles from a 0.1-L* histogram instead of a sort (``_percentiles``); the tests check
 it against the float maths.
 
@@ -37,7 +37,7 @@ _CONTRAST_FLOOR = 1.0
 # Fraction of the side taken by each corner patch and by the centre patch (vignetting).
 _CORNER = 0.2
 _CENTRE = 0.4
-# Fixed-point steps of X/Xn, Y/Yn, Z/Zn in the uint8 path's lookups (see _lab_f_rows).
+# Fixed-point steps of X/Xn, Y/Yn, Z/Zn in the uint8 path's lookups (see _lab_rows).
 _FIXED = 1 << 20
 PERCENTILES = (0.05, 0.5, 0.95)
 # L* resolution of the uint8 path's percentile histogram (see _percentiles).
@@ -89,6 +89,11 @@ def _lab_f(t: Tensor) -> Tensor:
                        t / (3.0 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
 
 
+def _lab_scale(f: Tensor) -> Tensor:
+    # 116 f - 16: L* for the Y row; a* and b* are 500/116 and 200/116 times differences of it
+    return 116.0 * f - 16.0
+
+
 def _xyz_row(linear: Tensor, k: int, dim: int) -> Tensor:
     r, g, b = linear.unbind(dim)
     m = _RGB_TO_XYZ[k]
@@ -98,8 +103,8 @@ def _xyz_row(linear: Tensor, k: int, dim: int) -> Tensor:
 @functools.cache
 def _code_tables(device: torch.device) -> tuple[Tensor, Tensor]:
     """The uint8 path's tables: (3, 3, 256) int32 steps that channel c's code adds to row k of
-    X/Xn, Y/Yn, Z/Zn (in 1/_FIXED units, each term rounded), and _lab_f of every step count
-    (float32). Built once per device, outside inference mode so any caller may use
+    X/Xn, Y/Yn, Z/Zn (in 1/_FIXED units, each term rounded), and 116 f - 16 of every step
+    count (float32). Built once per device, outside inference mode so any caller may use
     them."""
     with torch.inference_mode(False):
         linear = srgb_linear(torch.arange(256, dtype=torch.float64) / 255.0)
@@ -107,13 +112,14 @@ def _code_tables(device: torch.device) -> tuple[Tensor, Tensor]:
                 for row, white in zip(_RGB_TO_XYZ, _WHITE, strict=True)]
         steps = (torch.stack(rows) * _FIXED).round().to(torch.int32)
         # each row sums to 1 at white: three rounded terms stay below _FIXED + 2
-        f = _lab_f(torch.arange(_FIXED + 2, dtype=torch.float64) / _FIXED).float()
-        return steps.to(device), f.to(device)
+        steps_f = _lab_f(torch.arange(_FIXED + 2, dtype=torch.float64) / _FIXED)
+        return steps.to(device), _lab_scale(steps_f).float().to(device)
 
 
-def _lab_f_rows(batch: Tensor, rows: tuple[int, ...], dim: int) -> list[Tensor]:
-    """f(X/Xn), f(Y/Yn), f(Z/Zn) (the rows asked for, 0-2) of the pixels of ``batch`` along its
-    channel axis ``dim`` (dropped): the one home of the Lab maths.
+def _lab_rows(batch: Tensor, rows: tuple[int, ...], dim: int) -> list[Tensor]:
+    """116 f(t) - 16 for t = X/Xn, Y/Yn, Z/Zn (the rows asked for, 0-2) of the pixels of
+    ``batch`` along its channel axis ``dim`` (dropped): the one home of the Lab maths. Row 1 is
+    L*; a* = 500/116 (row 0 - row 1) and b* = 200/116 (row 1 - row 2).
 
     Float input (differentiable): the sRGB curve, the matrix row and the cube root, per pixel.
     uint8 codes (inference): each channel's code looks up its share of the row in fixed point
@@ -122,7 +128,7 @@ def _lab_f_rows(batch: Tensor, rows: tuple[int, ...], dim: int) -> list[Tensor]:
     """
     if batch.dtype != torch.uint8:
         linear = srgb_linear(batch)
-        return [_lab_f(_xyz_row(linear, k, dim)) for k in rows]
+        return [_lab_scale(_lab_f(_xyz_row(linear, k, dim))) for k in rows]
     steps, f = _code_tables(batch.device)
     planes = [plane.to(torch.int32, memory_format=torch.contiguous_format).view(-1)
               for plane in batch.unbind(dim)]
@@ -141,11 +147,11 @@ def srgb_to_lab(rgb: Tensor, dim: int = -1) -> Tensor:
     Written as per-channel multiply-adds rather than a (..., 3) @ (3, 3) matmul: the same maths,
     several times faster on CPU. The channel axis is explicit, which is what the seed got wrong.
     """
-    fx, fy, fz = _lab_f_rows(rgb, (0, 1, 2), dim)
-    lab = (116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz))
+    lx, light, lz = _lab_rows(rgb, (0, 1, 2), dim)
+    lab = (light, (500.0 / 116.0) * (lx - light), (200.0 / 116.0) * (light - lz))
     # filling the channels of one tensor is several times faster than torch.stack along a last
     # axis (and as differentiable)
-    out = fy.new_empty(rgb.shape)
+    out = light.new_empty(rgb.shape)
     for channel, values in enumerate(lab):
         out.select(dim, channel).copy_(values)
     return out
@@ -154,7 +160,7 @@ def srgb_to_lab(rgb: Tensor, dim: int = -1) -> Tensor:
 def lightness(batch: Tensor, dim: int = 1) -> Tensor:
     """L* of a batch along its channel axis ``dim`` (the axis is dropped): only the Y row of
     the conversion is needed."""
-    return 116.0 * _lab_f_rows(batch, (1,), dim)[0] - 16.0
+    return _lab_rows(batch, (1,), dim)[0]
 
 
 def michelson_map(light: Tensor, floor: float = 0.0) -> Tensor:
@@ -223,8 +229,9 @@ def _hue_histogram(rgb: tuple[Tensor, Tensor, Tensor], weight: Tensor) -> Tensor
     high_bin = (low_bin + 1).bitwise_and_(HUE_BINS - 1)
     n = weight.shape[0]
     hist = torch.zeros(n, HUE_BINS, dtype=weight.dtype, device=weight.device)
-    hist = hist.scatter_add(1, low_bin, weight * (1.0 - frac))
-    hist = hist.scatter_add(1, high_bin, weight * frac)
+    high_share = weight * frac
+    hist = hist.scatter_add(1, low_bin, weight - high_share)
+    hist = hist.scatter_add(1, high_bin, high_share)
     return hist / (hist.sum(1, keepdim=True) + 1e-6)
 
 
@@ -285,9 +292,8 @@ def global_features(batch: Tensor) -> Tensor:
     # same pixels, so only a* and b* are converted here (same values as srgb_to_lab)
     sub_l = light[:, ::2, ::2]
     flat_l = sub_l.reshape(n, -1)
-    fy = (flat_l + 16.0) / 116.0
-    fx, fz = (f.reshape(n, -1) for f in _lab_f_rows(codes, (0, 2), 1))
-    a, b = 500.0 * (fx - fy), 200.0 * (fy - fz)
+    lx, lz = (rows.reshape(n, -1) for rows in _lab_rows(codes, (0, 2), 1))
+    a, b = (500.0 / 116.0) * (lx - flat_l), (200.0 / 116.0) * (flat_l - lz)
     percentiles = _percentiles(flat_l, exact=batch.dtype != torch.uint8)
 
     flat_rgb = as_unit(codes).reshape(n, 3, -1)
@@ -296,7 +302,7 @@ def global_features(batch: Tensor) -> Tensor:
     rgb_std = _safe_sqrt(_variance(flat_rgb))
     high, low = torch.maximum(torch.maximum(r, g), bl), torch.minimum(torch.minimum(r, g), bl)
     saturation = ((high - low) / high.clamp(min=1e-3)).mean(-1)
-    chroma = _safe_sqrt(a * a + b * b).mean(-1)
+    chroma = _safe_sqrt(torch.addcmul(a * a, b, b)).mean(-1)
     rg, yb = r - g, 0.5 * (r + g) - bl
     colourfulness = (_safe_sqrt(_variance(rg) + _variance(yb))
                      + 0.3 * _safe_sqrt(rg.mean(-1) ** 2 + yb.mean(-1) ** 2))
