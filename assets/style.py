@@ -36,9 +36,11 @@ class GlobalFeaturesConfig(dg.Config):
                         "photographer_folders (the whole style group follows it).")
     size: int = Field(default=param("style.feature_size"),
                       description="Photos are resized to size x size pixels for the features.")
-    batch_size: int = Field(default=param("style.batch_size"), description="Images per batch.")
+    batch_size: int = Field(default=param("style.batch_size"),
+                            description="Images per batch (on CPU at most 8).")
     decode_threads: int = Field(default=param("style.decode_threads"),
-                                description="Threads decoding JPEGs ahead of the feature batch.")
+                                description="Workers, each decoding a batch of JPEGs and "
+                                "computing its features.")
 
 
 class ClustersConfig(dg.Config):

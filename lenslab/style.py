@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from PIL import Image
 
 from lenslab.paths import DataLayout
 from lenslab.style_features import FEATURE_NAMES, SEED_FEATURE_NAMES, global_features, seed_features
+
+# Images per CPU batch in extract (measured per image: 8-16 alike, 4 and 32+ slower)
+_CPU_BATCH = 8
 
 
 def features_dir(layout: DataLayout) -> Path:
@@ -60,19 +64,23 @@ def load_image(path: Path, size: int) -> np.ndarray:
         return np.asarray(rgb)
 
 
-def _batches(paths: Sequence[Path], size: int, batch_size: int,
-             threads: int) -> Iterator[torch.Tensor]:
-    """uint8 (N, 3, size, size) batches; decoding runs in threads, one batch ahead of compute."""
-    chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        def decode(chunk: Sequence[Path]):
-            return pool.map(lambda p: load_image(p, size), chunk)
+def _decoded(paths: Sequence[Path], size: int) -> torch.Tensor:
+    """uint8 (N, 3, size, size) batch of the photos, channel planes contiguous (what the
+    feature maths reads plane by plane)."""
+    batch = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    for image, path in zip(batch, paths, strict=True):
+        image[...] = load_image(path, size).transpose(2, 0, 1)
+    return torch.from_numpy(batch)
 
-        pending = decode(chunks[0]) if chunks else None
-        for k in range(len(chunks)):
-            arrays = list(pending)
-            pending = decode(chunks[k + 1]) if k + 1 < len(chunks) else None
-            yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -89,18 +97,33 @@ class Extraction:
 def extract(paths: Sequence[Path], *, size: int = 256, batch_size: int = 64,
             device: torch.device | str = "cpu", threads: int = 2,
             progress: Callable[[int], None] | None = None) -> Extraction:
-    """Features of every image in ``paths`` (in order), batched through ``global_features``."""
+    """Features of every image in ``paths`` (in order), batched through ``global_features``.
+
+    ``threads`` workers each decode a batch and compute its features (uint8 codes: the
+    features' table path), so decoding and compute overlap. On CPU a batch is at most
+    _CPU_BATCH images and torch runs one thread per worker: the temporaries stay in cache, the
+    workers never wait on each other mid-op (torch's intra-op threads meet at a barrier after
+    every op, which is what collapses on a loaded machine), and the batches end together.
+    """
     device = torch.device(device)
+    cpu = device.type == "cpu"
+    step = min(batch_size, _CPU_BATCH) if cpu else batch_size
+    chunks = [paths[i:i + step] for i in range(0, len(paths), step)]
+
+    def work(chunk: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():  # per thread: inference mode is thread-local
+            pixels = _decoded(chunk, size).to(device, non_blocking=True)
+            return global_features(pixels).cpu(), seed_features(pixels).cpu()
+
     out, seed_out = [], []
     start = time.perf_counter()
-    with torch.inference_mode():
-        for batch in _batches(list(paths), size, batch_size, threads):
-            # uint8 codes: the features read the sRGB curve from a table (style_features)
-            pixels = batch.to(device, non_blocking=True)
-            out.append(global_features(pixels).cpu())
-            seed_out.append(seed_features(pixels).cpu())
+    with (_torch_threads(1) if cpu else nullcontext(),
+          ThreadPoolExecutor(max(1, threads)) as pool):
+        for (features, seed), chunk in zip(pool.map(work, chunks), chunks, strict=True):
+            out.append(features)
+            seed_out.append(seed)
             if progress is not None:
-                progress(len(batch))
+                progress(len(chunk))
     seconds = time.perf_counter() - start
     width = len(FEATURE_NAMES)
     features = torch.cat(out).double().numpy() if out else np.zeros((0, width))

@@ -10,7 +10,13 @@ from skimage import color, data
 from skimage.transform import resize
 
 from lenslab.paths import DataLayout
-from lenslab.style_features import FEATURE_NAMES, global_features, seed_features, srgb_to_lab
+from lenslab.style_features import (
+    FEATURE_NAMES,
+    _percentiles,
+    global_features,
+    seed_features,
+    srgb_to_lab,
+)
 from lenslab.synthetic.edits import EditParams, apply_edits
 
 SIDE = 128
@@ -62,6 +68,73 @@ def test_preset_moves_feature_the_way_it_says(photos, base, edit, feature, direc
 def test_lab_conversion_matches_skimage_per_pixel(photos):
     ours = srgb_to_lab(torch.from_numpy(photos[1]).double()).numpy()
     np.testing.assert_allclose(ours, color.rgb2lab(photos[1].astype(np.float64)), atol=0.01)
+
+
+def test_uint8_lab_tables_match_the_float_maths():
+    # the uint8 path's fixed-point tables against the per-pixel float64 maths: every grey, the
+    # cube corners and 200k random codes (over all 2**24 codes: L* 0.0013, a* 0.0086, b* 0.0035)
+    r = np.random.default_rng(0)
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1)
+    corners = np.array([[i, j, k] for i in (0, 255) for j in (0, 255) for k in (0, 255)],
+                       dtype=np.uint8)
+    codes = torch.from_numpy(np.vstack([grey, corners,
+                                        r.integers(0, 256, (200_000, 3), dtype=np.uint8)]))
+    fast = srgb_to_lab(codes).double()
+    reference = srgb_to_lab(codes.double() / 255.0)
+    error = (fast - reference).abs().amax(0)
+    assert error[0] < 0.002 and error[1] < 0.01 and error[2] < 0.01, error
+
+
+def test_histogram_percentiles_match_torch_quantile():
+    # ties, a constant row, the extremes 0 and 100 and a smooth spread; the histogram is
+    # 0.1 L* wide, so each order statistic is within 0.05 L*
+    r = torch.Generator().manual_seed(0)
+    rows = torch.stack([torch.rand(4096, generator=r) * 100.0,
+                        torch.full((4096,), 37.3),
+                        torch.cat([torch.zeros(2048), torch.full((2048,), 100.0)]),
+                        (torch.randn(4096, generator=r) * 15 + 50).clamp(0, 100),
+                        torch.randint(0, 5, (4096,), generator=r).float() * 20.0])
+    exact = _percentiles(rows, exact=True)
+    fast = _percentiles(rows, exact=False)
+    torch.testing.assert_close(fast, exact, rtol=0, atol=0.05 + 1e-4)
+
+
+def test_uint8_path_agrees_with_the_float_reference(photos):
+    # extract passes uint8 codes (tables, histogram percentiles); float input takes the
+    # straightforward per-pixel maths and torch.quantile: the same features, within 0.06 L* for
+    # the percentiles and 1e-3 (absolute, on features of order 0.01-100) for the rest
+    codes = torch.from_numpy((photos * 255).round().astype(np.uint8)).permute(0, 3, 1, 2)
+    codes = torch.cat([codes, torch.zeros_like(codes[:1]), torch.full_like(codes[:1], 255)])
+    with torch.inference_mode():
+        fast = global_features(codes.contiguous()).double()
+        reference = global_features(codes.double() / 255.0)
+        seed_fast = seed_features(codes.contiguous()).double()
+        seed_reference = seed_features(codes.double() / 255.0)
+    percentile = [FEATURE_NAMES.index(f"L_p{p:02d}") for p in (5, 50, 95)]
+    rest = [i for i in range(len(FEATURE_NAMES)) if i not in percentile]
+    torch.testing.assert_close(fast[:, percentile], reference[:, percentile], rtol=0, atol=0.06)
+    torch.testing.assert_close(fast[:, rest], reference[:, rest], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(seed_fast, seed_reference, rtol=1e-3, atol=1e-3)
+
+
+def test_extract_is_the_same_for_any_threads_and_batching(tmp_path, photos):
+    from lenslab.style import extract, load_image
+
+    paths = []
+    for i in range(7):
+        pixels = (photos[i % 3, i:i + 100, i:i + 90] * 255).round().astype(np.uint8)
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(pixels).save(paths[-1], quality=92)
+    threads = torch.get_num_threads()
+    one = extract(paths, size=64, batch_size=64, threads=1)
+    many = extract(paths, size=64, batch_size=3, threads=2)
+    np.testing.assert_array_equal(one.features, many.features)
+    np.testing.assert_array_equal(one.seed, many.seed)
+    decoded = torch.from_numpy(np.stack([load_image(p, 64) for p in paths])).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        direct = global_features(decoded.contiguous()).double().numpy()
+    np.testing.assert_allclose(one.features, direct, rtol=1e-5, atol=1e-6)
+    assert torch.get_num_threads() == threads  # extract gives torch its threads back
 
 
 def test_black_and_constant_images_give_finite_features_and_gradients():
