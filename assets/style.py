@@ -120,7 +120,8 @@ def photographer_clusters(
     truth = style.true_photographers(layout, table["image_id"])
     result = style.cluster(table[list(FEATURE_NAMES)].to_numpy(),
                            table[list(SEED_FEATURE_NAMES)].to_numpy(), config.clusters,
-                           random_state, truth.labels if truth else None, n_init=config.n_init)
+                           random_state, None if truth is None else truth.labels,
+                           n_init=config.n_init)
     out = pd.DataFrame({"image_id": table["image_id"], "cluster": result.cluster,
                         "seed_cluster": result.seed_cluster})
     atomic.write_parquet(style.clusters_path(layout), out)

@@ -147,6 +147,11 @@ def source_of(image_ids: pd.Series) -> str:
     return sources.pop()
 
 
+def stems(image_ids: pd.Series) -> pd.Series:
+    """The file stem of each image id (``<source>:<path>``): what ground-truth CSVs key on."""
+    return image_ids.map(lambda i: Path(str(i).split(":", 1)[-1]).stem)
+
+
 def source_labels(layout: DataLayout, image_ids: pd.Series, column: str) -> pd.Series | None:
     """A label column the source's own records carry (photographer folders' ``photographer``
     and ``base``), per image id; None where the source has no such column."""
@@ -187,8 +192,7 @@ def true_photographers(layout: DataLayout, image_ids: pd.Series) -> Photographer
         return None
     table = pd.read_csv(truth, dtype={"image": str})
     by_stem = dict(zip(table["image"], table["photographer"], strict=True))
-    stems = image_ids.map(lambda i: Path(str(i).split(":", 1)[-1]).stem)
-    labels = stems.map(by_stem)
+    labels = stems(image_ids).map(by_stem)
     if labels.isna().any():  # images the generator did not edit (should not happen): no truth
         return None
     labels = labels.astype(int).to_numpy()

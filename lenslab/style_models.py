@@ -14,7 +14,7 @@ import torch
 
 from lenslab.paths import DataLayout
 from lenslab.seeding import rng
-from lenslab.style import load_image, source_labels, source_of
+from lenslab.style import load_image, source_labels, source_of, stems
 
 
 def model_dir(layout: DataLayout, name: str) -> Path:
@@ -29,10 +29,6 @@ def load_images(root: Path, relative_paths: list[str], size: int) -> torch.Tenso
     """float (N, 3, size, size) in [0, 1]."""
     arrays = np.stack([load_image(root / p, size) for p in relative_paths])
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def stems(image_ids: pd.Series) -> pd.Series:
-    return image_ids.map(lambda i: Path(str(i).split(":", 1)[-1]).stem)
 
 
 def bases(layout: DataLayout, image_ids: pd.Series) -> np.ndarray | None:
