@@ -151,9 +151,9 @@ def master_vectors(
         annotated_pairs,
         fit_learned_vector,
         near_duplicate_groups,
-        pair_splits,
         seed_ranksvm,
         split_groups,
+        split_pairs,
         tier_pairs,
     )
 
@@ -166,10 +166,9 @@ def master_vectors(
     train_photos = np.flatnonzero(split == "train")
     standardiser = Standardiser.fit(e[train_photos])
     pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"])
-    pair_split, _ = pair_splits(pairs, split)
     tiers = photos["tier"].fillna(-1).to_numpy(dtype=int)
-    train = pairs.take(pair_split == "train") + tier_pairs(tiers, train_photos, config.tier_gap)
-    val = pairs.take(pair_split == "val")
+    by_split = split_pairs(pairs, split, tiers, config.tier_gap)
+    pair_split, train, val = by_split.where, by_split.train, by_split.val
     learned = fit_learned_vector(e, train, val, standardiser, config.c_grid)
     context.log.info(f"learned vector: C={learned.c} ({len(train)} train, {len(val)} val pairs)")
 
@@ -253,8 +252,8 @@ def photobook_rater(
         differences,
         evaluate_vector,
         fit_scale,
-        pair_splits,
         sigmoid,
+        split_pairs,
         true_quality,
     )
 
@@ -264,13 +263,13 @@ def photobook_rater(
     arrays = np.load(layout.vectors)
     split = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"], "split"]
     pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"])
-    pair_split, strict = pair_splits(pairs, split.to_numpy())
-    val, test = pairs.take(pair_split == "val"), pairs.take(pair_split == "test")
+    by_split = split_pairs(pairs, split.to_numpy())
+    val, test = by_split.val, by_split.test
     truth = true_quality(layout, photos["image_id"])
     rater = {"encoder": info, "duplicate_threshold": config.duplicate_threshold, "vectors": {}}
     predictions = pd.DataFrame({"first": photos["image_id"].to_numpy()[test.first],
                                 "second": photos["image_id"].to_numpy()[test.second],
-                                "first_won": test.y, "strict": strict[pair_split == "test"]})
+                                "first_won": test.y, "strict": by_split.strict_test})
     for name, prov in provenance["vectors"].items():
         entry = {"available": prov["available"], "description": prov["description"]}
         if prov["available"]:

@@ -195,6 +195,29 @@ def tier_pairs(tiers: np.ndarray, photos: np.ndarray, min_gap: int) -> Pairs:
     return Pairs(i[keep], j[keep], np.ones(int(keep.sum()), bool))
 
 
+@dataclass(frozen=True)
+class SplitPairs:
+    """The pairs of one photo split. ``train`` holds the annotated training pairs and then the
+    tier pairs of the training photos; ``where`` is each annotated pair's split."""
+
+    where: np.ndarray
+    train: Pairs
+    val: Pairs
+    test: Pairs
+    strict_test: np.ndarray  # per test pair: it shows two test photos
+
+
+def split_pairs(pairs: Pairs, split: np.ndarray, tiers: np.ndarray | None = None,
+                tier_gap: int = 0) -> SplitPairs:
+    """Annotated pairs by photo split, plus tier pairs (``tier_gap`` > 0) among training photos."""
+    where, strict = pair_splits(pairs, split)
+    train = pairs.take(where == "train")
+    if tiers is not None:
+        train = train + tier_pairs(tiers, np.flatnonzero(split == "train"), tier_gap)
+    return SplitPairs(where, train, pairs.take(where == "val"), pairs.take(where == "test"),
+                      strict[where == "test"])
+
+
 # ----------------------------------------------------------------------------- master vectors
 
 def differences(e: np.ndarray, pairs: Pairs) -> np.ndarray:

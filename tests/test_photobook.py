@@ -57,6 +57,11 @@ def test_pair_splits_hold_out_photos():
     which, strict = pb.pair_splits(pairs, split)
     assert which.tolist() == ["train", "val", "test", "test", "test"]
     assert not strict.any()
+    by_split = pb.split_pairs(pairs, split, tiers=np.array([0, 4, 0, 9]), tier_gap=3)
+    # the annotated training pair, then the one tier pair among the training photos (0 over 1)
+    assert by_split.train.first.tolist() == [0, 0] and by_split.train.second.tolist() == [1, 1]
+    assert len(by_split.val) == 1 and len(by_split.test) == len(by_split.strict_test) == 3
+    assert len(pb.split_pairs(pairs, split).train) == 1
 
 
 def test_tier_pairs_put_the_better_tier_first():
@@ -70,8 +75,8 @@ def test_tier_pairs_put_the_better_tier_first():
 def test_learned_vector_orders_held_out_photos_and_is_calibrated_on_val():
     e, quality, pairs = _bt_data()
     split = pb.split_groups(np.arange(len(e)), {"train": 0.6, "val": 0.2, "test": 0.2}, SEED)
-    which, _ = pb.pair_splits(pairs, split)
-    train, val, test = (pairs.take(which == s) for s in ("train", "val", "test"))
+    by_split = pb.split_pairs(pairs, split)
+    train, val, test = by_split.train, by_split.val, by_split.test
     std = pb.Standardiser.fit(e[split == "train"])
     learned = pb.fit_learned_vector(e, train, val, std, [1e-3, 1e-2, 0.1, 1.0, 10.0])
     assert len(learned.curve) == 5 and learned.c in (1e-3, 1e-2, 0.1, 1.0, 10.0)
