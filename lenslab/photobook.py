@@ -387,16 +387,23 @@ class Rater:
                             self.duplicate_threshold, names)
 
 
-def true_quality(layout: PhotobookLayout, image_ids: pd.Series) -> np.ndarray | None:
-    """The synthetic source's latent quality per photo, or None when there is none (real data)."""
+def ground_truth_rows(layout: PhotobookLayout, image_ids: pd.Series) -> pd.DataFrame | None:
+    """The synthetic source's ground truth per photo (quality, burst, tier, appearance
+    attributes), in ``image_ids``' order; None when there is none (real data)."""
     path = layout.ground_truth()
     if not path.is_file():
         return None
-    truth = pd.read_csv(path).set_index("photo")["quality"]
+    truth = pd.read_csv(path).set_index("photo")
     photos = image_ids.str.replace(f"{SOURCE}:photos/", "", regex=False)
     if not photos.isin(truth.index).all():
         return None
-    return truth.loc[photos].to_numpy()
+    return truth.loc[photos]
+
+
+def true_quality(layout: PhotobookLayout, image_ids: pd.Series) -> np.ndarray | None:
+    """The synthetic source's latent quality per photo, or None when there is none (real data)."""
+    rows = ground_truth_rows(layout, image_ids)
+    return None if rows is None else rows["quality"].to_numpy()
 
 
 def seed_ranksvm(e: np.ndarray, train: Pairs, c: float = 0.5) -> np.ndarray:

@@ -41,13 +41,13 @@ from lenslab.photobook import (
     differences,
     fit_learned_vector,
     fit_scale,
+    ground_truth_rows,
     near_duplicate_groups,
     pair_accuracy,
     reliability,
     sigmoid,
     split_groups,
     split_pairs,
-    true_quality,
 )
 from lenslab.synthetic.appearance import ATTRIBUTES
 
@@ -86,12 +86,10 @@ def ceilings(root: Path, splits: int) -> pd.DataFrame:
     table = pd.read_parquet(layout.embeddings)
     photos = table["image_id"]
     e = np.stack(table["embedding"].to_numpy()).astype(np.float64)
-    truth = true_quality(layout, photos)
-    if truth is None:
+    rows = ground_truth_rows(layout, photos)
+    if rows is None:
         raise SystemExit(f"{root}: no synthetic ground truth (quality.csv), so no ceilings")
-    attributes = (pd.read_csv(layout.ground_truth()).set_index("photo")
-                  .loc[photos.str.replace("photo_preferences:photos/", "", regex=False),
-                       list(ATTRIBUTES)].to_numpy())
+    truth, attributes = rows["quality"].to_numpy(), rows[list(ATTRIBUTES)].to_numpy()
     pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos)
     tiers = table["tier"].fillna(-1).to_numpy(dtype=int)
     groups = near_duplicate_groups(Standardiser.fit(e)(e), param("photobook.duplicate_threshold"))
