@@ -121,7 +121,9 @@ def build_catalog(records: pd.DataFrame, layout: DataLayout, *, max_side: int, m
             good[column].append(value)
 
     quarantine = _quarantine(bad, layout)
-    written = sum(o.written for o in outcomes.values())
+    # distinct copies: two threads given the same bytes at once may both write (atomically) the
+    # one normalised file
+    written = len({o.sha256 for o in outcomes.values() if o.written})
     return CatalogResult(_frame(good, CATALOG_SCHEMA), quarantine, written)
 
 

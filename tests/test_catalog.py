@@ -177,18 +177,20 @@ def test_assigned_splits_are_deterministic_and_follow_the_fractions() -> None:
         _cumulative_fractions({"train": 0.9, "holdout": 0.1})
 
 
-def test_identical_unsplit_images_share_an_assigned_split(tmp_path: Path) -> None:
+def test_identical_unsplit_images_share_an_assigned_split_and_one_copy(tmp_path: Path) -> None:
     layout = DataLayout(tmp_path)
     payload = jpeg(skdata.coffee(), (64, 48))
     rows = []
-    for i in range(6):
+    for i in range(40):  # enough that both workers meet the same bytes at once
         path = f"raw/landmark_photos/extracted/site/{i}.jpg"
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(payload)
         rows.append({"image_id": f"landmark_photos:site/{i}.jpg", "source": "landmark_photos",
                      "path": path, "split": None})
-    catalog = build_catalog(pd.DataFrame(rows), layout, seed=1, workers=1, progress=False,
-                            **SETTINGS).catalog
+    result = build_catalog(pd.DataFrame(rows), layout, seed=1, workers=2, progress=False,
+                           **SETTINGS)
+    catalog = result.catalog
+    assert result.normalised_written == 1
     assert catalog["split"].nunique() == 1
     assert catalog["duplicate_of"].dropna().unique().tolist() == ["landmark_photos:site/0.jpg"]
 
