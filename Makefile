@@ -16,7 +16,7 @@ env:  ## create .venv if missing and install everything (idempotent)
 	@PATH="$(SYSTEM_PATH)" bash scripts/setup_env.sh
 
 demo: env  ## run the pipeline on the embedded synthetic data: every asset that changed (all, at first)
-	python -m orchestration.automation
+	python -m orchestration.launch --changed
 	@python -m orchestration.summary
 
 test: env  ## the full test suite, slow end-to-end tests included (what CI runs)

@@ -7,44 +7,34 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.catalog import image_catalog
-from assets.ingestion import ingestion_assets
 from assets.metadata import path_value, table_preview
 from lenslab.params import param
-from orchestration.automation import REPORT_FRESHNESS
-from orchestration.gpu import GPU_ASSET
-from orchestration.resources import DataRoot, TorchDevice
-from orchestration.stages import Stage
+from orchestration.kit.freshness import REPORT_FRESHNESS
+from orchestration.kit.gpu import GPU_ASSET
+from orchestration.kit.resources import DataRoot, TorchDevice
+from orchestration.kit.stages import Stage
 
 GROUP = "aesthetics"
-flickr_aes = next(a for a in ingestion_assets if a.key.path[-1] == "flickr_aes")
-CODE = ("lenslab/aesthetics.py", "lenslab/formats/flickr_aes.py", "assets/aesthetics.py",
-        "assets/metadata.py")
-MODEL_CODE = (*CODE, "models/aesthetics.py", "models/backbones.py", "models/images.py",
-              "models/checkpoints.py", "models/device.py", "lenslab/synthetic/edits.py")
 NET = ("aesthetics.backbone", "aesthetics.image_size", "aesthetics.frozen_stages")
 
-SPLITS_STAGE = Stage(outs=("aesthetics/splits",), code=CODE,
+SPLITS_STAGE = Stage(__name__, outs=("aesthetics/splits",),
                      params=("seed", "aesthetics.ks", "aesthetics.repeats",
                              "aesthetics.min_heldout"))
-MODEL_STAGE = Stage(outs=("aesthetics/model",), code=MODEL_CODE,
+MODEL_STAGE = Stage(__name__, outs=("aesthetics/model",),
                     params=("seed", *NET, "aesthetics.val_fraction", "aesthetics.generic"))
-PERSONAL_STAGE = Stage(outs=("aesthetics/personal",), code=MODEL_CODE,
+PERSONAL_STAGE = Stage(__name__, outs=("aesthetics/personal",),
                        params=("seed", *NET, "aesthetics.personal"))
-ENHANCE_STAGE = Stage(outs=("aesthetics/enhanced",), code=MODEL_CODE,
+ENHANCE_STAGE = Stage(__name__, outs=("aesthetics/enhanced",),
                       params=(*NET, "aesthetics.enhance"))
-SALIENCY_STAGE = Stage(outs=("aesthetics/saliency",),
-                       code=(*MODEL_CODE, "lenslab/aesthetics_figures.py"),
+SALIENCY_STAGE = Stage(__name__, outs=("aesthetics/saliency",),
                        params=("seed", *NET, "aesthetics.saliency"))
-REPORT_STAGE = Stage(outs=("reports/aesthetics", "registry/aesthetics"),
-                     code=(*MODEL_CODE, "lenslab/aesthetics_figures.py", "lenslab/dvc_lock.py",
-                           "models/registry.py", "assets/registration.py"),
+REPORT_STAGE = Stage(__name__, outs=("reports/aesthetics", "registry/aesthetics"),
                      params=("aesthetics.enhance", "aesthetics.personal"),
                      persist=("registry/aesthetics",))  # every version is kept
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.aesthetics import AestheticsLayout
+    from lenslab.aesthetics.splits import AestheticsLayout
 
     return AestheticsLayout(data_root.layout().root)
 
@@ -61,7 +51,7 @@ def _networks(config: NetConfig, data_root: DataRoot):
     """(prefix, generic AestheticNet, cached features {image_id: row}) from aesthetic_model."""
     import torch
 
-    from models.aesthetics import AestheticNet, Prefix
+    from models.aesthetics.networks import AestheticNet, Prefix
     from models.backbones import build_trunk
     from models.checkpoints import load_state
 
@@ -83,14 +73,14 @@ class RaterSplitsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "parquet"}, deps=[flickr_aes],
+    group_name=GROUP, kinds={"python", "parquet"}, deps=["flickr_aes"],
     **SPLITS_STAGE.asset_kwargs(),
     description="Ren et al.'s FLICKR-AES worker split rebuilt by the rating-count rule, checked "
     "(disjoint images) and fingerprinted, and seeded k-shot draws per test worker.",
 )
 def rater_splits(context: dg.AssetExecutionContext, config: RaterSplitsConfig,
                  data_root: DataRoot) -> dg.MaterializeResult:
-    from lenslab.aesthetics import (
+    from lenslab.aesthetics.splits import (
         check_against_truth,
         kshot_draws,
         rater_split,
@@ -142,7 +132,7 @@ class AestheticModelConfig(NetConfig):
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "pytorch"}, deps=[rater_splits, image_catalog],
+    group_name=GROUP, kinds={"python", "pytorch"}, deps=[rater_splits, "image_catalog"],
     **MODEL_STAGE.asset_kwargs(),
     description="Generic aesthetic model on train workers' mean ratings: frozen MobileNetV2 "
     "prefix (features cached for every rated image), last stages + linear head fine-tuned, "
@@ -153,9 +143,9 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
                     data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
     import torch
 
-    from lenslab.aesthetics import image_paths, mean_ratings, validation_images, write_json
+    from lenslab.aesthetics.splits import image_paths, mean_ratings, validation_images, write_json
     from lenslab.seeding import derive_seed
-    from models.aesthetics import AestheticNet, GenericSettings, Prefix, train_generic
+    from models.aesthetics.networks import AestheticNet, GenericSettings, Prefix, train_generic
     from models.backbones import build_trunk
     from models.checkpoints import save_state
     from models.device import describe
@@ -252,7 +242,7 @@ def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
 
     from lenslab.atomic import write_parquet
     from lenslab.seeding import derive_seed
-    from models.aesthetics import (
+    from models.aesthetics.networks import (
         METHODS,
         PersonalSettings,
         count_parameters,
@@ -345,9 +335,9 @@ def enhanced_photos(context: dg.AssetExecutionContext, config: EnhanceConfig,
     import torch
     from PIL import Image
 
-    from lenslab.aesthetics import image_paths
+    from lenslab.aesthetics.splits import image_paths
     from lenslab.atomic import write_parquet
-    from models.aesthetics import Scorer, edit_ascent, load_personal, pixel_ascent
+    from models.aesthetics.networks import Scorer, edit_ascent, load_personal, pixel_ascent
     from models.images import load_images
 
     layout = _layout(data_root)
@@ -417,10 +407,10 @@ class SaliencyConfig(NetConfig):
 )
 def saliency_maps(config: SaliencyConfig, data_root: DataRoot,
                   device: TorchDevice) -> dg.MaterializeResult:
-    from lenslab.aesthetics import image_paths
-    from lenslab.aesthetics_figures import saliency_figure
+    from lenslab.aesthetics.figures import saliency_figure
+    from lenslab.aesthetics.splits import image_paths
     from lenslab.seeding import derive_seed
-    from models.aesthetics import Scorer, load_personal, saliency
+    from models.aesthetics.networks import Scorer, load_personal, saliency
     from models.images import load_images
 
     layout = _layout(data_root)
@@ -466,10 +456,10 @@ def aesthetics_report(context: dg.AssetExecutionContext,
                       data_root: DataRoot) -> dg.MaterializeResult:
     import json
 
-    from lenslab.aesthetics import report_markdown, write_json
-    from lenslab.aesthetics_figures import delta_figure, enhancement_figure
+    from lenslab.aesthetics.figures import delta_figure, enhancement_figure
+    from lenslab.aesthetics.splits import report_markdown, write_json
     from lenslab.atomic import write_text
-    from models.aesthetics import summarise_deltas
+    from models.aesthetics.networks import summarise_deltas
 
     layout = _layout(data_root)
     out = layout.report
@@ -541,9 +531,9 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: d
     import torch
 
     from assets.registration import data_provenance, stage_params
-    from lenslab.aesthetics import quality_problems
+    from lenslab.aesthetics.splits import quality_problems
     from models import registry
-    from models.aesthetics import AestheticNet, Prefix, Scorer
+    from models.aesthetics.networks import AestheticNet, Prefix, Scorer
     from models.backbones import build_trunk
     from models.checkpoints import load_state
 
@@ -595,7 +585,7 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: d
 def aesthetics_personalisation_helps(data_root: DataRoot) -> dg.AssetCheckResult:
     import json
 
-    from lenslab.aesthetics import quality_problems
+    from lenslab.aesthetics.splits import quality_problems
 
     metrics = json.loads((_layout(data_root).report / "metrics.json").read_text())
     problems = quality_problems(metrics)

@@ -8,16 +8,14 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.ingestion import ingestion_assets
 from assets.metadata import content_version, counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.paths import SOURCES
-from orchestration.resources import DataRoot
-from orchestration.stages import Stage
+from orchestration.kit.resources import DataRoot
+from orchestration.kit.stages import Stage
 
-CATALOG_STAGE = Stage(
+CATALOG_STAGE = Stage(__name__,
     outs=("catalog",),
-    code=("lenslab/catalog.py", "lenslab/images.py", "assets/catalog.py", "assets/metadata.py"),
     params=("seed", "catalog"),
 )
 
@@ -38,7 +36,7 @@ class CatalogConfig(dg.Config):
 @dg.asset(
     group_name="catalog",
     kinds={"python", "parquet", "pillow"},
-    deps=ingestion_assets,
+    deps=list(SOURCES),
     **CATALOG_STAGE.asset_kwargs(),
     description="One row per image (content SHA-256, source, split, labels, size, format); "
     "normalised RGB copies by content hash; a quarantine table with the reason for each "

@@ -10,8 +10,9 @@ from pydantic import Field
 from assets.metadata import content_version, counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.paths import SOURCES
-from orchestration.resources import DataRoot, HttpClient
-from orchestration.stages import Stage
+from orchestration.kit.http import HttpClient
+from orchestration.kit.resources import DataRoot
+from orchestration.kit.stages import Stage
 
 DESCRIPTIONS = {
     "oxford_pets": "Oxford-IIIT Pet (images.tar.gz + annotations.tar.gz); synthetic: "
@@ -29,12 +30,10 @@ DESCRIPTIONS = {
     "scenes.",
 }
 
-INGEST_CODE = ("lenslab/ingest", "lenslab/synthetic", "lenslab/formats", "assets/ingestion.py",
-               "assets/metadata.py")
 
 
 def source_stage(source: str) -> Stage:
-    return Stage(outs=(f"raw/{source}",), code=INGEST_CODE,
+    return Stage(__name__, outs=(f"raw/{source}",),
                  params=("seed", "synthetic.scale", f"sources.{source}", "http"))
 
 

@@ -9,44 +9,37 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
 from assets.registration import data_provenance, stage_params
 from lenslab.params import param
 from lenslab.seeding import derive_seed
-from orchestration.automation import REPORT_FRESHNESS
-from orchestration.gpu import GPU_ASSET
-from orchestration.resources import DataRoot, TorchDevice
-from orchestration.stages import Stage
+from orchestration.kit.freshness import REPORT_FRESHNESS
+from orchestration.kit.gpu import GPU_ASSET
+from orchestration.kit.resources import DataRoot, TorchDevice
+from orchestration.kit.stages import Stage
 
 GROUP = "photobook"
 PREFERENCES = dg.AssetKey("photo_preferences")  # its pairs.parquet and (synthetic) ground truth
-CODE = ("lenslab/photobook.py", "lenslab/metrics.py", "assets/photobook.py",
-        "assets/metadata.py")
-MODEL_CODE = (*CODE, "models/photobook.py", "models/backbones.py", "models/images.py",
-              "models/device.py")
 
-EMBEDDINGS_STAGE = Stage(outs=("photobook/embeddings",), code=MODEL_CODE,
+EMBEDDINGS_STAGE = Stage(__name__, outs=("photobook/embeddings",),
                          params=("photobook.sources", "photobook.encoder",
                                  "photobook.clip_weights", "photobook.image_size",
                                  "photobook.batch_size"))
-VECTORS_STAGE = Stage(outs=("photobook/master_vectors",), code=MODEL_CODE,
+VECTORS_STAGE = Stage(__name__, outs=("photobook/master_vectors",),
                       params=("seed", "photobook.split_fractions",
                               "photobook.duplicate_threshold", "photobook.tier_gap",
                               "photobook.c_grid", "photobook.prompts",
                               "photobook.clip_weights"))
-RATER_STAGE = Stage(outs=("photobook/rater", "registry/photobook"),
-                    code=(*CODE, "models/photobook_rater.py", "lenslab/dvc_lock.py",
-                          "models/registry.py", "assets/registration.py"),
+RATER_STAGE = Stage(__name__, outs=("photobook/rater", "registry/photobook"),
                     persist=("registry/photobook",),  # every version is kept
                     params=("seed", "photobook.reliability_bins", "photobook.bootstrap",
                             "photobook.duplicate_threshold"))
-REPORT_STAGE = Stage(outs=("reports/photobook",), code=(*CODE, "lenslab/photobook_figures.py"),
+REPORT_STAGE = Stage(__name__, outs=("reports/photobook",),
                      params=("seed", "photobook.album"))
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.photobook import PhotobookLayout
+    from lenslab.photobook.rating import PhotobookLayout
 
     return PhotobookLayout(data_root.layout().root)
 
@@ -72,7 +65,7 @@ class ImageEmbeddingsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "pytorch", "parquet"}, deps=[image_catalog],
+    group_name=GROUP, kinds={"python", "pytorch", "parquet"}, deps=["image_catalog"],
     **EMBEDDINGS_STAGE.asset_kwargs(),
     description="An embedding per catalog photo from a pluggable encoder: CLIP ViT-B-32 "
     "(open_clip) when its weights are present locally, else multi-level MobileNetV2 features "
@@ -84,9 +77,9 @@ def image_embeddings(
     device: TorchDevice,
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet, write_text
-    from lenslab.photobook import photo_rows
+    from lenslab.photobook.rating import photo_rows
     from models.device import describe
-    from models.photobook import build_encoder, encode_paths
+    from models.photobook.encoders import build_encoder, encode_paths
 
     layout = _layout(data_root)
     photos = photo_rows(pd.read_parquet(data_root.layout().catalog), config.sources)
@@ -145,7 +138,7 @@ def master_vectors(
     device: TorchDevice,
 ) -> dg.MaterializeResult:
     from lenslab.atomic import atomic_path, write_parquet, write_text
-    from lenslab.photobook import (
+    from lenslab.photobook.rating import (
         LEARNED,
         Standardiser,
         annotated_pairs,
@@ -188,7 +181,7 @@ def master_vectors(
     }
     clip = info["encoder"].startswith("clip")
     if clip:
-        from models.photobook import ClipEncoder, resolve_clip_weights
+        from models.photobook.encoders import ClipEncoder, resolve_clip_weights
 
         encoder = ClipEncoder(resolve_clip_weights(config.clip_weights),
                               device=device.torch_device())
@@ -246,7 +239,7 @@ def photobook_rater(
     context: dg.AssetExecutionContext, config: PhotobookRaterConfig, data_root: DataRoot,
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet, write_text
-    from lenslab.photobook import (
+    from lenslab.photobook.rating import (
         LEARNED,
         annotated_pairs,
         differences,
@@ -320,7 +313,7 @@ class PhotobookReportConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP, kinds={"python", "matplotlib"},
-    deps=[image_catalog, image_embeddings, master_vectors, photobook_rater],
+    deps=["image_catalog", image_embeddings, master_vectors, photobook_rater],
     **REPORT_STAGE.asset_kwargs(),
     freshness_policy=REPORT_FRESHNESS,
     description="Held-out pairwise accuracy of each master vector beside chance and the oracle, "
@@ -332,8 +325,8 @@ def photobook_report(
     context: dg.AssetExecutionContext, config: PhotobookReportConfig, data_root: DataRoot,
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_text
-    from lenslab.photobook import LEARNED, Rater, report_markdown, vector_cosines
-    from lenslab.photobook_figures import album_sheet, reliability_diagram
+    from lenslab.photobook.figures import album_sheet, reliability_diagram
+    from lenslab.photobook.rating import LEARNED, Rater, report_markdown, vector_cosines
     from lenslab.seeding import rng
 
     layout = _layout(data_root)
@@ -427,9 +420,9 @@ def _learned_problems(vectors: dict) -> tuple[list[str], bool]:
 def _register(context: dg.AssetExecutionContext, data_root: DataRoot, rater_json: dict,
               provenance: dict):
     """The learned rater as a registry entry; promoted only if its quality check passes."""
-    from lenslab.photobook import LEARNED, Rater
+    from lenslab.photobook.rating import LEARNED, Rater
     from models import registry
-    from models.photobook_rater import RaterModel
+    from models.photobook.rater import RaterModel
 
     problems, _ = _learned_problems(rater_json["vectors"])
     for problem in problems:

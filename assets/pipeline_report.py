@@ -6,32 +6,26 @@ import json
 import dagster as dg
 import pandas as pd
 
-from assets.aesthetics import aesthetics_report
-from assets.catalog import image_catalog
 from assets.metadata import path_value
-from assets.photobook import photobook_report
-from assets.pose import similarity_report
-from assets.selfie import selfie_report
-from assets.style import style_report
 from lenslab.params import REPO_ROOT
-from orchestration.automation import REPORT_FRESHNESS, latest_tags
-from orchestration.resources import DataRoot
-from orchestration.stages import Stage
+from orchestration.kit.freshness import REPORT_FRESHNESS
+from orchestration.kit.history import latest_tags
+from orchestration.kit.resources import DataRoot
+from orchestration.kit.stages import Stage
 
 FOLDER = "reports/pipeline"
-STAGE = Stage(
+STAGE = Stage(__name__,
     outs=(f"{FOLDER}/report.md", f"{FOLDER}/report.html", f"{FOLDER}/headlines.json"),
-    code=("lenslab/pipeline_report.py", "lenslab/dvc_lock.py", "assets/pipeline_report.py",
-          "assets/metadata.py"),
     metrics=(f"{FOLDER}/metrics.json",),
     plots=(f"{FOLDER}/headlines.png",),
 )
-REPORTS = [style_report, selfie_report, photobook_report, similarity_report, aesthetics_report]
+REPORTS = ["style_report", "selfie_report", "photobook_report", "similarity_report",
+           "aesthetics_report"]
 
 
 @dg.asset(
     group_name="reports", kinds={"python", "html", "markdown"},
-    deps=[image_catalog, *REPORTS],
+    deps=["image_catalog", *REPORTS],
     **STAGE.asset_kwargs(),
     freshness_policy=REPORT_FRESHNESS,
     description="Every model's held-out headline beside its baseline and the seed's figure, the "

@@ -8,36 +8,28 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.catalog import image_catalog
 from assets.metadata import path_value, table_preview
 from assets.registration import data_provenance, stage_params
 from lenslab.params import param
 from lenslab.seeding import derive_seed
-from orchestration.automation import REPORT_FRESHNESS
-from orchestration.gpu import GPU_ASSET
-from orchestration.resources import DataRoot, TorchDevice
-from orchestration.stages import Stage
+from orchestration.kit.freshness import REPORT_FRESHNESS
+from orchestration.kit.gpu import GPU_ASSET
+from orchestration.kit.resources import DataRoot, TorchDevice
+from orchestration.kit.stages import Stage
 
 GROUP = "pose"
-CODE = ("lenslab/pose.py", "lenslab/formats/landmark_photos.py", "assets/pose.py",
-        "assets/metadata.py")
-BACKEND_CODE = (*CODE, "lenslab/pose_backends.py", "scripts/mediapipe_worker.py",
-                "models/device.py")
-MODEL_CODE = (*CODE, "models/pose.py", "models/device.py", "models/backbones.py",
-              "models/images.py", "models/checkpoints.py")
 
-KEYPOINTS_STAGE = Stage(outs=("pose/keypoints",), code=BACKEND_CODE,
+KEYPOINTS_STAGE = Stage(__name__, outs=("pose/keypoints",),
+                        extra_code=("scripts/mediapipe_worker.py",),
                         params=("pose.backend", "pose.checkpoint", "pose.max_persons",
                                 "pose.batch_size"))
-MASKS_STAGE = Stage(outs=("pose/masks",), code=CODE,
+MASKS_STAGE = Stage(__name__, outs=("pose/masks",),
                     params=("pose.mask_size", "pose.mask_line_width"))
-PAIRS_STAGE = Stage(outs=("pose/pairs",), code=CODE,
+PAIRS_STAGE = Stage(__name__, outs=("pose/pairs",),
                     params=("seed", "pose.split_fractions", "pose.negative_mix"))
-SIMILARITY_STAGE = Stage(outs=("pose/models",), code=MODEL_CODE,
+SIMILARITY_STAGE = Stage(__name__, outs=("pose/models",),
                          params=("seed", "pose.backbone", "pose.frozen", "pose.finetune"))
-REPORT_STAGE = Stage(outs=("reports/pose", "registry/pose"),
-                     code=(*MODEL_CODE, "lenslab/metrics.py", "lenslab/pose_figures.py",
-                           "lenslab/dvc_lock.py", "models/registry.py", "assets/registration.py"),
+REPORT_STAGE = Stage(__name__, outs=("reports/pose", "registry/pose"),
                      persist=("registry/pose",),  # every version is kept
                      params=("seed", "pose.bootstrap"))
 
@@ -47,7 +39,7 @@ VARIANTS = (("frozen", False, False), ("frozen_pose", False, True),
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.pose import PoseLayout
+    from lenslab.pose.pairs import PoseLayout
 
     return PoseLayout(data_root.layout().root)
 
@@ -66,7 +58,7 @@ class PoseKeypointsConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP, kinds={"python", "pytorch", "parquet"},
-    deps=[image_catalog, dg.AssetKey("landmark_photos")],
+    deps=["image_catalog", dg.AssetKey("landmark_photos")],
     **KEYPOINTS_STAGE.asset_kwargs(),
     description="COCO-17 keypoints (x, y, confidence) and a box for the top persons of every "
     "landmark photo, from the configured backend (recorded per row); a photo without a person "
@@ -76,8 +68,8 @@ class PoseKeypointsConfig(dg.Config):
 def pose_keypoints(context: dg.AssetExecutionContext, config: PoseKeypointsConfig,
                    data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
-    from lenslab.pose import landmark_images, pose_frame, pose_rows
-    from lenslab.pose_backends import make_backend
+    from lenslab.pose.backends import make_backend
+    from lenslab.pose.pairs import landmark_images, pose_frame, pose_rows
     from models.device import describe
 
     layout = data_root.layout()
@@ -138,7 +130,7 @@ class PoseMasksConfig(dg.Config):
 )
 def pose_masks(config: PoseMasksConfig, data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import atomic_path, write_parquet
-    from lenslab.pose import draw_mask, keypoints_of
+    from lenslab.pose.pairs import draw_mask, keypoints_of
 
     layout = _layout(data_root)
     poses = pd.read_parquet(layout.keypoints)
@@ -176,7 +168,7 @@ class LandmarkPairsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "parquet"}, deps=[image_catalog],
+    group_name=GROUP, kinds={"python", "parquet"}, deps=["image_catalog"],
     **PAIRS_STAGE.asset_kwargs(),
     description="Balanced positive/negative photo pairs (positives: same site and pose; "
     "negatives: same site with another pose or _zz, or another site), split train/val/test by "
@@ -185,7 +177,7 @@ class LandmarkPairsConfig(dg.Config):
 )
 def landmark_pairs(config: LandmarkPairsConfig, data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
-    from lenslab.pose import assign_splits, landmark_images, make_pairs, pair_counts
+    from lenslab.pose.pairs import assign_splits, landmark_images, make_pairs, pair_counts
 
     layout = _layout(data_root)
     images = landmark_images(pd.read_parquet(data_root.layout().catalog))
@@ -211,7 +203,7 @@ def landmark_pairs(config: LandmarkPairsConfig, data_root: DataRoot) -> dg.Mater
 @dg.asset_check(asset=landmark_pairs, blocking=True,
                 description="No image (by content) appears in pairs of two splits.")
 def landmark_pairs_no_image_in_two_splits(data_root: DataRoot) -> dg.AssetCheckResult:
-    from lenslab.pose import images_in_several_splits
+    from lenslab.pose.pairs import images_in_several_splits
 
     layout = _layout(data_root)
     leaked = images_in_several_splits(pd.read_parquet(layout.pairs),
@@ -252,7 +244,7 @@ class LandmarkSimilarityConfig(dg.Config):
 )
 def landmark_similarity(context: dg.AssetExecutionContext, config: LandmarkSimilarityConfig,
                         data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
-    from models.pose import SimilaritySettings, train_variants
+    from models.pose.siamese import SimilaritySettings, train_variants
 
     layout = _layout(data_root)
     images = pd.read_parquet(layout.images)
@@ -297,7 +289,7 @@ class SimilarityReportConfig(dg.Config):
 def similarity_report(context: dg.AssetExecutionContext, config: SimilarityReportConfig,
                       data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_text
-    from lenslab.pose_figures import build_report
+    from lenslab.pose.figures import build_report
 
     layout = _layout(data_root)
     metrics, md = build_report(layout, data_root.layout().root, [v[0] for v in VARIANTS],
@@ -321,7 +313,7 @@ def similarity_report(context: dg.AssetExecutionContext, config: SimilarityRepor
 
 def _registered_choice(data_root: DataRoot) -> tuple[str, dict, list[str]]:
     """(variant chosen on validation, report metrics, why it must not be promoted)."""
-    from lenslab.pose import chosen_variant, quality_problems
+    from lenslab.pose.pairs import chosen_variant, quality_problems
 
     layout = _layout(data_root)
     chosen = chosen_variant(pd.read_parquet(layout.models / "predictions.parquet"),
@@ -346,7 +338,7 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: d
     """The variant chosen on validation as a registry entry; promoted if the quality bar holds."""
     from models import registry
     from models.backbones import BACKBONES
-    from models.pose import load_variant
+    from models.pose.siamese import load_variant
 
     layout = _layout(data_root)
     chosen, _, problems = _registered_choice(data_root)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import dagster as dg
 
 from lenslab.params import REPO_ROOT, param
-from orchestration.automation import latest_tags
-from orchestration.stages import Stage
+from orchestration.kit.history import latest_tags
+from orchestration.kit.stages import Stage
 
 
 def data_provenance(context: dg.AssetExecutionContext, assets: Sequence[str],

@@ -9,35 +9,28 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.catalog import image_catalog
 from assets.metadata import counts_md, path_value, table_preview
 from assets.registration import data_provenance, stage_params
 from lenslab.params import param
 from lenslab.seeding import derive_seed
-from orchestration.automation import REPORT_FRESHNESS
-from orchestration.gpu import GPU_ASSET
-from orchestration.resources import DataRoot, TorchDevice
-from orchestration.stages import Stage
+from orchestration.kit.freshness import REPORT_FRESHNESS
+from orchestration.kit.gpu import GPU_ASSET
+from orchestration.kit.resources import DataRoot, TorchDevice
+from orchestration.kit.stages import Stage
 
 GROUP = "selfie"
-CODE = ("lenslab/selfie.py", "lenslab/metrics.py", "lenslab/formats/selfies.py", "assets/selfie.py",
-        "assets/metadata.py")
-MODEL_CODE = (*CODE, "models/selfie.py", "models/device.py", "models/backbones.py",
-              "models/images.py", "models/checkpoints.py")
 
-LABELS_STAGE = Stage(outs=("selfie/labels",), code=CODE,
+LABELS_STAGE = Stage(__name__, outs=("selfie/labels",),
                      params=("seed", "selfie.bad_quantile", "selfie.good_quantile",
                              "selfie.split_fractions"))
-FEATURES_STAGE = Stage(outs=("selfie/features",), code=MODEL_CODE,
+FEATURES_STAGE = Stage(__name__, outs=("selfie/features",),
                        params=("selfie.backbone", "selfie.image_size", "selfie.batch_size"),
                        persist=("selfie/features",))  # the transfer-value cache
-CLASSIFIER_STAGE = Stage(outs=("selfie/models",), code=MODEL_CODE,
+CLASSIFIER_STAGE = Stage(__name__, outs=("selfie/models",),
                          params=("seed", "selfie.backbone", "selfie.image_size",
                                  "selfie.batch_size", "selfie.head", "selfie.finetune",
                                  "selfie.scratch"))
-REPORT_STAGE = Stage(outs=("reports/selfie", "registry/selfie"),
-                     code=(*MODEL_CODE, "lenslab/selfie_figures.py", "lenslab/dvc_lock.py",
-                           "models/registry.py"),
+REPORT_STAGE = Stage(__name__, outs=("reports/selfie", "registry/selfie"),
                      persist=("registry/selfie",),  # every version is kept
                      params=("seed", "selfie.bootstrap", "selfie.finetune"))
 
@@ -45,7 +38,7 @@ MODELS = ("head", "finetune", "scratch")
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.selfie import SelfieLayout
+    from lenslab.selfie.labels import SelfieLayout
 
     return SelfieLayout(data_root.layout().root)
 
@@ -62,14 +55,14 @@ class SelfieLabelsConfig(dg.Config):
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "parquet"}, deps=[image_catalog],
+    group_name=GROUP, kinds={"python", "parquet"}, deps=["image_catalog"],
     **LABELS_STAGE.asset_kwargs(),
     description="Good/bad selfies from the popularity quantiles (middle left out), the 36 "
     "attributes kept, and a seeded train/val/test split stratified by label.",
 )
 def selfie_labels(config: SelfieLabelsConfig, data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
-    from lenslab.selfie import build_labels
+    from lenslab.selfie.labels import build_labels
 
     catalog = pd.read_parquet(data_root.layout().catalog)
     labels, thresholds = build_labels(
@@ -114,7 +107,7 @@ def selfie_features(
     device: TorchDevice,
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
-    from lenslab.selfie import add_to_cache, missing_from_cache, read_cache
+    from lenslab.selfie.labels import add_to_cache, missing_from_cache, read_cache
     from models.backbones import build_trunk, extract_features
     from models.device import describe
     from models.images import load_images
@@ -184,11 +177,11 @@ def selfie_classifier(
     import torch
 
     from lenslab.atomic import write_parquet, write_text
-    from lenslab.selfie import lookup, read_cache
+    from lenslab.selfie.labels import lookup, read_cache
     from models.backbones import build_trunk
     from models.checkpoints import save_state
     from models.images import load_images
-    from models.selfie import (
+    from models.selfie.classifiers import (
         FineTuned,
         SmallCNN,
         TrainSettings,
@@ -283,12 +276,12 @@ def selfie_report(
 ) -> dg.MaterializeResult:
     from lenslab.atomic import write_text
     from lenslab.metrics import binary_metrics, paired_auc_difference
-    from lenslab.selfie import errors_by_attribute, lookup, read_cache, report_markdown
-    from lenslab.selfie_figures import activation_grid, feature_maps, saliency_grid
+    from lenslab.selfie.figures import activation_grid, feature_maps, saliency_grid
+    from lenslab.selfie.labels import errors_by_attribute, lookup, read_cache, report_markdown
     from models.backbones import build_trunk
     from models.checkpoints import load_state
     from models.images import load_images
-    from models.selfie import FineTuned, TransferHead, saliency, stage_activations
+    from models.selfie.classifiers import FineTuned, TransferHead, saliency, stage_activations
 
     layout = _layout(data_root)
     out = layout.report
@@ -387,7 +380,7 @@ def selfie_splits_have_both_classes(data_root: DataRoot) -> dg.AssetCheckResult:
                 description="Both transfer models beat the from-scratch CNN on test ROC-AUC, and "
                 "every model's 95% interval lies above chance (0.5).")
 def selfie_transfer_beats_scratch(data_root: DataRoot) -> dg.AssetCheckResult:
-    from lenslab.selfie import quality_problems
+    from lenslab.selfie.labels import quality_problems
 
     metrics = json.loads((_layout(data_root).report / "metrics.json").read_text())
     m = metrics["models"]
@@ -400,11 +393,11 @@ def selfie_transfer_beats_scratch(data_root: DataRoot) -> dg.AssetCheckResult:
 def _register(context: dg.AssetExecutionContext, data_root: DataRoot,
               config: SelfieReportConfig, metrics: dict):
     """The model chosen on validation, as a registry entry; promoted if the quality bar holds."""
-    from lenslab.selfie import quality_problems
+    from lenslab.selfie.labels import quality_problems
     from models import registry
     from models.backbones import build_trunk
     from models.checkpoints import load_state
-    from models.selfie import FineTuned, TransferHead
+    from models.selfie.classifiers import FineTuned, TransferHead
 
     layout = _layout(data_root)
     chosen = metrics["error_model"]  # head or finetune, by validation ROC-AUC

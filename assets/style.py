@@ -8,24 +8,20 @@ import pandas as pd
 import torch
 from pydantic import Field
 
-from assets.catalog import image_catalog
 from assets.metadata import path_value, table_preview
 from lenslab.params import param
 from lenslab.seeding import derive_seed
-from orchestration.automation import REPORT_FRESHNESS
-from orchestration.gpu import GPU_ASSET
-from orchestration.resources import DataRoot, TorchDevice
-from orchestration.stages import Stage
+from orchestration.kit.freshness import REPORT_FRESHNESS
+from orchestration.kit.gpu import GPU_ASSET
+from orchestration.kit.resources import DataRoot, TorchDevice
+from orchestration.kit.stages import Stage
 
-FEATURES_STAGE = Stage(
+FEATURES_STAGE = Stage(__name__,
     outs=("features/global_features.parquet",),
-    code=("lenslab/style.py", "lenslab/style_features.py", "assets/style.py",
-          "assets/metadata.py"),
     params=("style.source", "style.feature_size", "style.batch_size", "style.decode_threads"),
 )
-CLUSTERS_STAGE = Stage(
+CLUSTERS_STAGE = Stage(__name__,
     outs=("features/photographer_clusters.parquet", "features/photographer_clusters_pca.png"),
-    code=("lenslab/style.py", "assets/style.py", "assets/metadata.py"),
     params=("seed", "style.clusters", "style.kmeans_n_init"),
 )
 
@@ -51,9 +47,9 @@ class ClustersConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="features",
+    group_name="style",
     kinds={"python", "pytorch", "parquet"},
-    deps=[image_catalog],
+    deps=["image_catalog"],
     **FEATURES_STAGE.asset_kwargs(),
     description="Editing-style features (Lab tone statistics, local contrast, RGB spread, "
     "saturation, colourfulness, hue histogram, white-balance cast, sharpness, noise, vignetting) "
@@ -67,8 +63,9 @@ def global_features(
 ) -> dg.MaterializeResult:
     from tqdm import tqdm
 
-    from lenslab import atomic, style
-    from lenslab.style_features import FEATURE_DOCS
+    from lenslab import atomic
+    from lenslab.style import extraction as style
+    from lenslab.style.features import FEATURE_DOCS
     from models.device import describe
 
     layout = data_root.layout()
@@ -100,7 +97,7 @@ def global_features(
 
 
 @dg.asset(
-    group_name="features",
+    group_name="style",
     kinds={"python", "scikitlearn", "parquet"},
     deps=[global_features],
     **CLUSTERS_STAGE.asset_kwargs(),
@@ -111,8 +108,9 @@ def global_features(
 def photographer_clusters(
     context: dg.AssetExecutionContext, config: ClustersConfig, data_root: DataRoot
 ) -> dg.MaterializeResult:
-    from lenslab import atomic, style
-    from lenslab.style_features import FEATURE_NAMES, SEED_FEATURE_NAMES
+    from lenslab import atomic
+    from lenslab.style import extraction as style
+    from lenslab.style.features import FEATURE_NAMES, SEED_FEATURE_NAMES
 
     layout = data_root.layout()
     table = pd.read_parquet(style.features_path(layout))
@@ -149,27 +147,23 @@ def photographer_clusters(
     })
 
 
-AE_STAGE = Stage(
+AE_STAGE = Stage(__name__,
     outs=("models/style_autoencoder/checkpoint.pt", "models/style_autoencoder/embeddings.parquet",
           "models/style_autoencoder/tb"),
-    code=("models/style_autoencoder.py", "lenslab/style_models.py", "lenslab/style_features.py",
-          "assets/style.py"),
     params=("seed", "style.ae_size", "style.ae_embedding_dim", "style.ae_width",
             "style.ae_epochs", "style.ae_batch_size", "style.ae_lr", "style.ae_feature_weight",
             "style.heldout_base_fraction"),
 )
-PHOTOGRAPHER_STAGE = Stage(
+PHOTOGRAPHER_STAGE = Stage(__name__,
     outs=("models/photographer/photographer_embeddings.parquet",
           "models/photographer/identification.parquet", "models/photographer/metrics.json"),
-    code=("models/photographer.py", "lenslab/style_models.py", "assets/style.py"),
     params=("seed", "style.photographer_dim", "style.photographer_hidden",
             "style.photographer_dropout", "style.photographer_ae_embedding",
             "style.photographer_epochs", "style.photographer_lr",
             "style.photographer_style_weight", "style.heldout_base_fraction"),
 )
-REPORT_STAGE = Stage(
+REPORT_STAGE = Stage(__name__,
     outs=("reports/style",),
-    code=("lenslab/style_models.py", "assets/style.py"),
     params=("seed",),
 )
 
@@ -204,14 +198,13 @@ class PhotographerConfig(dg.Config):
 
 def _style_split(layout, table: pd.DataFrame, fraction: float, seed: int):
     """The one seeded split every style model uses (train/val/test/heldout_base)."""
-    from lenslab import style_models
-
+    from lenslab.style import evaluation as style_models
     base = style_models.bases(layout, table["image_id"])
     return style_models.split(len(table), base, seed, fraction), base
 
 
 @dg.asset(
-    group_name="models",
+    group_name="style",
     kinds={"python", "pytorch", "parquet"},
     deps=[global_features],
     **AE_STAGE.asset_kwargs(),
@@ -225,9 +218,11 @@ def style_autoencoder(
 ) -> dg.MaterializeResult:
     import shutil
 
-    from lenslab import atomic, style, style_models
-    from models import style_autoencoder as ae
+    from lenslab import atomic
+    from lenslab.style import evaluation as style_models
+    from lenslab.style import extraction as style
     from models.device import describe
+    from models.style import autoencoder as ae
 
     layout = data_root.layout()
     ids = pd.read_parquet(style.features_path(layout), columns=["image_id"])["image_id"]
@@ -266,7 +261,7 @@ def style_autoencoder(
 
 
 @dg.asset(
-    group_name="models",
+    group_name="style",
     kinds={"python", "pytorch", "parquet"},
     deps=[style_autoencoder, photographer_clusters],
     **PHOTOGRAPHER_STAGE.asset_kwargs(),
@@ -283,9 +278,11 @@ def photographer_model(
 
     import numpy as np
 
-    from lenslab import atomic, style, style_models
-    from lenslab.style_features import FEATURE_NAMES
-    from models import photographer as ph
+    from lenslab import atomic
+    from lenslab.style import evaluation as style_models
+    from lenslab.style import extraction as style
+    from lenslab.style.features import FEATURE_NAMES
+    from models.style import photographer as ph
 
     layout = data_root.layout()
     feats = pd.read_parquet(style.features_path(layout))
@@ -374,11 +371,11 @@ def _register(context: dg.AssetExecutionContext, layout, config: PhotographerCon
     """The identifier (autoencoder + standardisation + photographer model) as a registry
     entry of family ``photographer``; promoted when style_models.quality_problems is empty."""
     from assets.registration import data_provenance, stage_params
-    from lenslab import style_models
-    from lenslab.style_features import FEATURE_NAMES
-    from models import photographer as ph
+    from lenslab.style import evaluation as style_models
+    from lenslab.style.features import FEATURE_NAMES
     from models import registry
-    from models import style_autoencoder as ae
+    from models.style import autoencoder as ae
+    from models.style import photographer as ph
 
     state = torch.load(style_models.model_dir(layout, "style_autoencoder") / "checkpoint.pt",
                        map_location="cpu", weights_only=True)["model"]
@@ -415,7 +412,7 @@ def _register(context: dg.AssetExecutionContext, layout, config: PhotographerCon
 
 
 @dg.asset(
-    group_name="reports",
+    group_name="style",
     kinds={"python", "json", "markdown"},
     deps=[photographer_model],
     **REPORT_STAGE.asset_kwargs(),
@@ -431,8 +428,8 @@ def style_report(
 
     import numpy as np
 
-    from lenslab import style, style_models
-
+    from lenslab.style import evaluation as style_models
+    from lenslab.style import extraction as style
     layout = data_root.layout()
     out = style_models.report_dir(layout)
     metrics = json.loads((style_models.model_dir(layout, "photographer")

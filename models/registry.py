@@ -31,11 +31,11 @@ if TYPE_CHECKING:  # torch loads only to write or load a model: `lenslab models`
 
 # family -> (module with `build_from_card(card) -> nn.Module`, its card format version)
 FAMILIES: dict[str, tuple[str, int]] = {
-    "selfie": ("models.selfie", 1),
-    "aesthetics": ("models.aesthetics", 1),
-    "pose": ("models.pose", 1),
-    "photobook": ("models.photobook_rater", 1),
-    "photographer": ("models.photographer", 1),
+    "selfie": ("models.selfie.classifiers", 1),
+    "aesthetics": ("models.aesthetics.networks", 1),
+    "pose": ("models.pose.siamese", 1),
+    "photobook": ("models.photobook.rater", 1),
+    "photographer": ("models.style.photographer", 1),
 }
 REGISTRY_DIR = "registry"
 

@@ -3,7 +3,7 @@ re-materialises only that, a sensor that watches local source folders, freshness
 
 "Changed" is what DVC would call a changed stage, read from Dagster's own records: an asset is
 re-materialised when it was never materialised, when its code version moved (code or params.yaml
-values, see orchestration/stages.py), when one of its outputs is missing on disk, or when an
+values, see orchestration/kit/stages.py), when one of its outputs is missing on disk, or when an
 upstream asset re-runs or has a newer data version than the one it was built from. An unchanged
 model is therefore never retrained.
 """
@@ -13,26 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from lenslab.params import param
-from orchestration.stages import stage_of
-
-INPUT_VERSION_TAG = "dagster/input_data_version/"
-REPORT_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(days=param("automation.report_fail_after_days")),
-    warn_window=timedelta(days=param("automation.report_warn_after_days")),
-)
-
-
-def latest_tags(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, str]:
-    """The tags of ``key``'s latest materialisation (code version, data version, input data
-    versions); empty when it was never materialised."""
-    event = instance.get_latest_materialization_event(key)
-    return dict(event.asset_materialization.tags or {}) if event else {}
+from orchestration.kit.history import INPUT_VERSION_TAG, latest_tags
+from orchestration.kit.stages import stage_of
 
 
 def changed_assets(instance: dg.DagsterInstance, graph, data_root: Path) -> dict[dg.AssetKey, str]:
@@ -68,7 +55,7 @@ def _why_changed(instance, graph, key: dg.AssetKey, data_root: Path,
 
 
 def _data_root() -> Path:
-    from orchestration.resources import DataRoot
+    from orchestration.kit.resources import DataRoot
 
     return DataRoot().layout().root
 
@@ -147,41 +134,3 @@ def build_new_data_sensor(sources: Mapping[str, Mapping] | None = None) -> dg.Se
         return requests
 
     return new_source_data
-
-
-# --- the same rule from the command line (`make demo`) --------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import subprocess
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m orchestration.automation",
-        description="Materialise every asset that changed (never materialised, code or params "
-        "changed, output missing, upstream re-runs or has new data) through `dg launch`, in the "
-        "instance of $DAGSTER_HOME; with nothing changed, nothing runs.",
-        epilog="example: DAGSTER_HOME=dagster_home python -m orchestration.automation --dry-run")
-    parser.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
-    args = parser.parse_args(argv)
-
-    from orchestration.definitions import defs
-
-    with dg.DagsterInstance.get() as instance:
-        changed = changed_assets(instance, defs.resolve_asset_graph(), _data_root())
-    if not changed:
-        print("nothing changed since the last materialisations: nothing to re-materialise")
-        return 0
-    width = max(len(k.to_user_string()) for k in changed)
-    print(f"{len(changed)} assets to materialise:")
-    for key, reason in changed.items():
-        print(f"  {key.to_user_string():<{width}}  {reason}")
-    if args.dry_run:
-        return 0
-    selection = " or ".join(f"key:{k.to_user_string()}" for k in changed)
-    dg_cli = Path(sys.executable).with_name("dg")  # the dg of this environment
-    return subprocess.call([str(dg_cli), "launch", "--assets", selection])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

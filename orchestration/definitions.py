@@ -13,7 +13,8 @@ from assets.selfie import selfie_assets, selfie_checks
 from assets.style import style_assets
 from orchestration.automation import build_new_data_sensor, retrain_changed
 from orchestration.executors import build_executor
-from orchestration.resources import DataRoot, HttpClient, TorchDevice
+from orchestration.kit.http import HttpClient
+from orchestration.kit.resources import DataRoot, TorchDevice
 
 all_assets = [*ingestion_assets, image_catalog, *style_assets, *selfie_assets,
               *photobook_assets, *pose_assets, *aesthetics_assets, pipeline_report]

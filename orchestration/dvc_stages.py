@@ -16,13 +16,13 @@ import dagster as dg
 import yaml
 
 from lenslab.params import REPO_ROOT
-from orchestration.stages import stage_of
+from orchestration.kit.stages import stage_of
 
 DVC_FILE = REPO_ROOT / "dvc.yaml"
 DATA_DIR = "data"
 HEADER = (
     "# Generated from the Dagster asset graph: python -m orchestration.dvc_stages --write\n"
-    "# A test fails when it drifts. Edit orchestration/stages.py and the assets, not this.\n"
+    "# A test fails when it drifts. Edit orchestration/kit/stages.py and the assets, not this.\n"
 )
 
 

@@ -3,7 +3,7 @@
 - ``local`` (default): every step in its own process, forked from a forkserver that has already
   imported the project (dagster, torch, pandas): milliseconds per step instead of ~8 s.
 - ``celery``: steps go to Celery workers through a Redis broker; GPU steps carry the `gpu` queue
-  tag (orchestration/gpu.py) and reach the GPU worker, the rest the default queue. Broker and
+  tag (orchestration/kit/gpu.py) and reach the GPU worker, the rest the default queue. Broker and
   backend from ``LENSLAB_CELERY_BROKER`` / ``LENSLAB_CELERY_BACKEND``; `scripts/celery_cluster.sh`
   starts Redis and a CPU and a GPU worker on 127.0.0.1.
 - ``k8s``: each step is a Kubernetes Job (`k8s_job_executor`); GPU steps request

@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from orchestration.resources import DataRoot
+from orchestration.kit.resources import DataRoot
 
 
 def _size(path: Path) -> tuple[int, int]:

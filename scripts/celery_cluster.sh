@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Celery cluster on 127.0.0.1 for lenslab's distributed executor (LENSLAB_EXECUTOR=celery):
 # a Redis broker, one CPU worker (default queue "dagster") and one GPU worker (queue "gpu", the
-# queue GPU assets are tagged with). Used by tests/test_celery_executor.py; usable by hand:
+# queue GPU assets are tagged with). Used by tests/orchestration/test_celery_executor.py; usable by hand:
 #
 #   scripts/celery_cluster.sh start RUN_DIR [PORT]   # prints the broker URL
 #   LENSLAB_EXECUTOR=celery LENSLAB_CELERY_BROKER=<url> dg launch --job pipeline

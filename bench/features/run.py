@@ -2,10 +2,12 @@
 
 Both read the same JPEGs (N photos normalised like the catalog's copies: RGB, longest side 512,
 quality 92, the size of real Oxford pets' ~500x375), alternating for --runs rounds in one process,
-through the same decode path (lenslab.style.load_image: libjpeg DCT scaling + resize to 256).
+through the same decode path (lenslab.style.extraction.load_image: libjpeg DCT scaling + resize to
+256).
 Reports median images/s of
 (1) decode-only: a plain loop over load_image, nothing else;
-(2) features: lenslab.style.extract, i.e. the same decode + global_features + seed_features
+(2) features: lenslab.style.extraction.extract, i.e. the same decode + global_features +
+seed_features
     on uint8 batches, --threads workers each decoding and computing its own batches;
 and their ratio (target >= 0.8). Writes bench/out/features/results.json.
 
@@ -37,7 +39,7 @@ sys.path.insert(0, str(HERE.parent / "ingest"))
 
 from images import make_photos  # noqa: E402
 
-from lenslab.style import extract, load_image  # noqa: E402
+from lenslab.style.extraction import extract, load_image  # noqa: E402
 
 
 def normalised_copies(folder: Path, n: int) -> list[Path]:

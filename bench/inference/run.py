@@ -72,7 +72,7 @@ def _images(paths: list[Path]) -> list[Image.Image]:
 
 
 def _poses(paths: list[Path], sizes: list[tuple[int, int]], backend) -> torch.Tensor:
-    from lenslab.pose import pose_frame, pose_rows, pose_vectors
+    from lenslab.pose.pairs import pose_frame, pose_rows, pose_vectors
 
     found = backend.estimate([str(p) for p in paths], paths)
     rows = [r for p, size, persons in zip(paths, sizes, found, strict=True)
@@ -81,7 +81,7 @@ def _poses(paths: list[Path], sizes: list[tuple[int, int]], backend) -> torch.Te
 
 
 def direct_pose(root: Path, version: str, paths: list[Path], batch: int) -> None:
-    from lenslab.pose_backends import MediaPipeBackend
+    from lenslab.pose.backends import MediaPipeBackend
 
     backend = MediaPipeBackend()
     for i in range(0, len(paths), batch):
@@ -90,7 +90,7 @@ def direct_pose(root: Path, version: str, paths: list[Path], batch: int) -> None
 
 
 def direct_similar(root: Path, version: str, paths: list[Path], batch: int) -> None:
-    from lenslab.pose_backends import MediaPipeBackend
+    from lenslab.pose.backends import MediaPipeBackend
     from models.images import image_tensor
     from models.registry import load_model
 
@@ -112,7 +112,7 @@ def direct_similar(root: Path, version: str, paths: list[Path], batch: int) -> N
 
 
 def direct_album(root: Path, version: str, paths: list[Path], batch: int) -> None:
-    from models.photobook_rater import encoder_for
+    from models.photobook.rater import encoder_for
     from models.registry import load_model
 
     model, card = load_model(root, "photobook", version)
@@ -175,11 +175,11 @@ def train(root: Path, families: set[str]) -> None:
 def stand_ins(root: Path, families: set[str]) -> None:
     """Untrained ``pose`` / ``photobook`` models of the pipeline's architecture (seeded random
     weights) in the registry under ``root``: their speed does not depend on the weights."""
-    from lenslab.photobook import Rater, Standardiser
+    from lenslab.photobook.rating import Rater, Standardiser
     from models import registry
-    from models.photobook import MLSP
-    from models.photobook_rater import RaterModel
-    from models.pose import build_from_card
+    from models.photobook.encoders import MLSP
+    from models.photobook.rater import RaterModel
+    from models.pose.siamese import build_from_card
 
     torch.manual_seed(0)
     common = {"asset": "bench stand-in", "code_version": "bench", "metrics": {}, "params": {},

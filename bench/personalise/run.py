@@ -4,7 +4,8 @@
 
 Each "worker" is a random draw of k cached prefix features (MobileNetV2 at 64 px, first 16
 stages frozen, as the default params) with random 1-5 ratings; the timed call is
-``models.aesthetics.personalise`` with the default learning rates, steps and hold-out share, i.e.
+``models.aesthetics.networks.personalise`` with the default learning rates, steps and hold-out
+share, i.e.
 what `personal_adapters` runs per worker, k and draw. Prints JSON with the median over workers.
 """
 
@@ -19,7 +20,7 @@ import time
 import torch
 
 from lenslab.params import param
-from models.aesthetics import METHODS, AestheticNet, PersonalSettings, Prefix, personalise
+from models.aesthetics.networks import METHODS, AestheticNet, PersonalSettings, Prefix, personalise
 from models.backbones import build_trunk
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lenslab import pose_backends as B
 from lenslab.formats.landmark_photos import parse
+from lenslab.pose import backends as B
 from lenslab.synthetic.landmarks import generate
 
 

@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 
 from lenslab.params import param
-from lenslab.photobook import (
+from lenslab.photobook.rating import (
     PhotobookLayout,
     SplitPairs,
     Standardiser,

@@ -35,8 +35,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lenslab.photobook import LEARNED, PhotobookLayout, Rater
-from models.photobook import ClipEncoder, MlspEncoder, encode_paths
+from lenslab.photobook.rating import LEARNED, PhotobookLayout, Rater
+from models.photobook.encoders import ClipEncoder, MlspEncoder, encode_paths
 
 
 def build_data_root(root: Path) -> float:
@@ -47,7 +47,8 @@ def build_data_root(root: Path) -> float:
     from assets.photobook import photobook_assets
     from lenslab.catalog import build_catalog, write_catalog
     from lenslab.paths import DataLayout
-    from orchestration.resources import DataRoot, HttpClient, TorchDevice
+    from orchestration.kit.http import HttpClient
+    from orchestration.kit.resources import DataRoot, TorchDevice
 
     resources = {"data_root": DataRoot(path=str(root)), "http": HttpClient(),
                  "device": TorchDevice(device="cpu")}
@@ -79,7 +80,7 @@ def time_rating(encoder, paths: list[Path], vector: np.ndarray, repeats: int) ->
 def web_latency(data_root: Path, requests: int) -> dict:
     import httpx
 
-    from lenslab.photobook_web import create_app
+    from lenslab.web.photobook import create_app
     from tests.support.browser import live_server
 
     uploads = []

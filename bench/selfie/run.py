@@ -3,7 +3,8 @@
     .venv/bin/python bench/selfie/run.py [--images 256] [--size 128] [--batch 64] [--repeats 3]
 
 Images are the skimage photos (astronaut, chelsea, coffee) resized and repeated; decoding is not
-timed, only the batched forward pass of ``models.selfie.extract_features``. Prints JSON with the
+timed, only the batched forward pass of ``models.selfie.classifiers.extract_features``. Prints JSON
+with the
 median of ``--repeats`` timed runs after one warm-up.
 """
 

@@ -10,10 +10,10 @@ import click
 
 from lenslab.cli.aesthetics import enhance, rate
 from lenslab.cli.photobook import album, compare
-from lenslab.cli.photographer import photographer, similar_photographers
 from lenslab.cli.pose import pose, similar
 from lenslab.cli.registry import models
 from lenslab.cli.selfie import selfie
+from lenslab.cli.style import photographer, similar_photographers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -33,7 +33,7 @@ def _card(data_root: Path, version: str) -> dict:
 
 def _scorer(data_root: Path, user: str | None, version: str, device: str):
     """(scorer, card, label): the generic model, or ``user``'s parameters on top of it."""
-    from models.aesthetics import Scorer, apply_personal
+    from models.aesthetics.networks import Scorer, apply_personal
     from models.registry import load_extra_state
 
     card = _card(data_root, version)
@@ -139,7 +139,7 @@ def enhance_one(scorer, image, mode: str, settings: dict):
     import torch
     from PIL import Image
 
-    from models.aesthetics import edit_ascent, pixel_ascent, render_edit
+    from models.aesthetics.networks import edit_ascent, pixel_ascent, render_edit
     from models.images import image_tensor
 
     device = next(scorer.parameters()).device

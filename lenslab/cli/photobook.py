@@ -22,7 +22,7 @@ from lenslab.cli.common import (
 
 def _rater(data_root: Path, version: str, device: str):
     """(rater, encoder) of the registered photobook model, or exit 2 saying what is missing."""
-    from models.photobook_rater import encoder_for
+    from models.photobook.rater import encoder_for
 
     model, card = load_family(data_root, "photobook", version, device)
     try:
@@ -63,7 +63,7 @@ def album(photos: tuple[str, ...], places: int, data_root: Path, fmt: str, batch
       lenslab album holiday/ --places 12
       lenslab album 'shoot/*.jpg' extra.png --places 4 --format csv > album.csv
     """
-    from lenslab.photobook import LEARNED
+    from lenslab.photobook.rating import LEARNED
 
     rater, encoder = _rater(data_root, model_version, device)
     inputs = find_images(photos)
@@ -90,7 +90,7 @@ def compare(a: str, b: str, data_root: Path, fmt: str, batch_size: int, device: 
       lenslab compare take1.jpg take2.jpg
       lenslab compare a.png b.png --format jsonl
     """
-    from lenslab.photobook import LEARNED
+    from lenslab.photobook.rating import LEARNED
 
     rater, encoder = _rater(data_root, model_version, device)
     inputs = [find_images([arg]) for arg in (a, b)]

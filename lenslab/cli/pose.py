@@ -19,7 +19,7 @@ from lenslab.cli.common import (
     model_options,
 )
 
-BACKENDS = ("mediapipe", "openpifpaf", "annotations")  # lenslab.pose_backends.BACKENDS, cheaply
+BACKENDS = ("mediapipe", "openpifpaf", "annotations")  # lenslab.pose.backends.BACKENDS, cheaply
 DEFAULT_BACKEND = "mediapipe"  # the one backend with real pretrained weights offline
 
 
@@ -44,7 +44,7 @@ class Poses:
     def __init__(self, name: str, checkpoint: str, data_root: Path, device,
                  batch_size: int, max_persons: int | None) -> None:
         from lenslab.params import param
-        from lenslab.pose_backends import make_backend
+        from lenslab.pose.backends import make_backend
 
         self.max_persons = max_persons or param("pose.max_persons")
         self.ids: dict[str, str] = {}  # annotations: sha256 -> catalog image_id
@@ -72,7 +72,7 @@ class Poses:
         import pandas as pd
 
         from lenslab.paths import DataLayout
-        from lenslab.pose import SOURCE
+        from lenslab.pose.pairs import SOURCE
 
         layout = DataLayout(data_root)
         keypoints = layout.raw(SOURCE) / "keypoints.parquet"
@@ -110,7 +110,7 @@ class Poses:
 
     def rows(self, path: Path, im, persons) -> list[dict]:
         """The pose table's rows of one photo (one ``person = -1`` row if nobody is found)."""
-        from lenslab.pose import pose_rows
+        from lenslab.pose.pairs import pose_rows
 
         rows = pose_rows(str(path), "", *im.size, persons, self.backend.name, self.max_persons)
         return [{"photo": r.pop("image_id"), **{k: _clean(v) for k, v in r.items()
@@ -123,7 +123,7 @@ def _clean(value):
 
 def _summary(row: dict) -> dict:
     """A row short enough for a terminal table: the box and how many keypoints were found."""
-    from lenslab.pose import KP_COLUMNS
+    from lenslab.pose.pairs import KP_COLUMNS
 
     found = sum(1 for c in KP_COLUMNS if c.endswith("_c") and (row[c] or 0) > 0)
     box = (", ".join(f"{row[k]:.0f}" for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
@@ -169,7 +169,7 @@ def pose(photos: tuple[str, ...], backend: str, checkpoint: str, max_persons: in
       lenslab pose shoot/ --masks skeletons/ --format csv > keypoints.csv
       lenslab pose 'landmarks/*.png' --backend openpifpaf --checkpoint shufflenetv2k16
     """
-    from lenslab.pose import draw_mask, keypoints_of, pose_frame
+    from lenslab.pose.pairs import draw_mask, keypoints_of, pose_frame
     from models.device import pick_device
 
     poses = Poses(backend, checkpoint, data_root, pick_device(device), batch_size, max_persons)
@@ -216,7 +216,7 @@ def similar(photo: str, among: tuple[str, ...], backend: str, checkpoint: str,
     """
     import torch
 
-    from lenslab.pose import pose_frame, pose_vectors
+    from lenslab.pose.pairs import pose_frame, pose_vectors
     from models.images import image_tensor
 
     model, card = load_family(data_root, "pose", model_version, device)

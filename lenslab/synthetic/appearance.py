@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from lenslab.edits import EditParams, apply_edits
 from lenslab.synthetic import scenes
-from lenslab.synthetic.edits import EditParams, apply_edits
 
 # The sign is the usual taste (brighter, sharper, tidier is better); tastes may disagree.
 ATTRIBUTES = (

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from lenslab.edits import EditParams, apply_edits
 from lenslab.formats.landmark_photos import COCO_KEYPOINTS
-from lenslab.synthetic.edits import EditParams, apply_edits
 
 SUPERSAMPLE = 2
 Colour = tuple[int, int, int]

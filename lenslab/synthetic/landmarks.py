@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from lenslab.edits import EditParams
 from lenslab.formats.landmark_photos import (
     COCO_KEYPOINTS,
     COCO_SKELETON,
@@ -54,7 +55,6 @@ from lenslab.formats.landmark_photos import (
 )
 from lenslab.seeding import rng
 from lenslab.synthetic.common import encode_png, scaled, write_ground_truth
-from lenslab.synthetic.edits import EditParams
 from lenslab.synthetic.figures import (
     SUPERSAMPLE,
     Camera,

@@ -6,7 +6,7 @@ Writes ``images.tar.gz`` (``images/<Breed_name>_<n>.jpg``) and ``annotations.tar
 
 Content: each image is a varied base scene (lenslab.synthetic.scenes) with a pet of its breed (a
 fixed look per breed, jittered per animal), then one photographer's editing preset plus per-image
-jitter (lenslab.synthetic.edits). Presets are drawn from one shared distribution, so they overlap:
+jitter (lenslab.edits). Presets are drawn from one shared distribution, so they overlap:
 identifying the photographer from the pixels is hard but learnable. The trainval/test split is
 ~50/50 per breed, like the real 3,680/3,669.
 
@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from lenslab.edits import EditParams, apply_edits
 from lenslab.formats.oxford_pets import BREEDS, breed_labels, species_code
 from lenslab.seeding import rng
 from lenslab.synthetic import scenes
@@ -61,7 +62,6 @@ from lenslab.synthetic.common import (
     write_ground_truth,
     write_tar_gz,
 )
-from lenslab.synthetic.edits import EditParams, apply_edits
 
 SOURCE = "oxford_pets"
 LIST_HEADER = (

@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
+from lenslab.edits import apply_edits
 from lenslab.seeding import rng
 from lenslab.synthetic.common import encode_jpeg, scaled, write_ground_truth
-from lenslab.synthetic.edits import apply_edits
 from lenslab.synthetic.oxford_pets import draw_presets, jittered
 from lenslab.synthetic.scenes import random_creature, render_scene
 

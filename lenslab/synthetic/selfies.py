@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from lenslab.edits import EditParams
 from lenslab.formats.selfies import ATTRIBUTES, IMAGES_DIR, LIST_FILE, WRAPPER
 from lenslab.seeding import rng
 from lenslab.synthetic.common import encode_jpeg, scaled, write_ground_truth, write_tar_gz
-from lenslab.synthetic.edits import EditParams
 from lenslab.synthetic.figures import (
     SUPERSAMPLE,
     Colour,

@@ -16,7 +16,8 @@ def ingest_and_catalog(root: Path, source: str, scale: float | None = None,
     from assets.ingestion import ingestion_assets
     from lenslab.catalog import build_catalog, write_catalog
     from lenslab.paths import DataLayout
-    from orchestration.resources import DataRoot, HttpClient, TorchDevice
+    from orchestration.kit.http import HttpClient
+    from orchestration.kit.resources import DataRoot, TorchDevice
 
     resources = {"data_root": DataRoot(path=str(root)), "http": HttpClient(),
                  "device": TorchDevice(device="cpu")}

@@ -1,0 +1,3 @@
+"""Photobook rater, plain logic: photo splits, preference pairs, master vectors, calibration, album
+choice, report and figures.
+"""

@@ -1,0 +1,3 @@
+"""Photographer editing style, plain logic: the 28 global features, extraction and clusters,
+splits, evaluation and report.
+"""

@@ -1,0 +1,1 @@
+"""Web pages over trained models (the photobook rater's compare-and-album page)."""

@@ -1,0 +1,3 @@
+"""Aesthetic networks: the generic scorer, personal heads and adapters, enhancement by gradient
+ascent.
+"""

@@ -1,0 +1,1 @@
+"""Pose-similarity networks: siamese image (+ pose) models and their training loop."""

@@ -1,0 +1,1 @@
+"""Selfie classifiers: transfer head, fine-tuned trunk, small CNN from scratch, and their views."""

@@ -1,0 +1,1 @@
+"""Style networks: the style autoencoder and the photographer-embedding model."""

@@ -1,0 +1,89 @@
+"""Run assets from the command line: a selection checked before it runs, or everything changed.
+
+    python -m orchestration.launch --assets 'group:style'   # that system's assets
+    python -m orchestration.launch --changed                # what `make demo` runs
+    python -m orchestration.launch --changed --dry-run      # what would run, and why
+
+A selection that matches no asset is refused with the groups and assets there are (a bare
+`dg launch --assets` with such a selection would run the whole pipeline). Runs go through
+`dg launch` into the instance of $DAGSTER_HOME, so they show in the UI like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.automation import changed_assets
+
+
+def resolve(selection: str, graph) -> list[dg.AssetKey]:
+    """The asset keys ``selection`` (Dagster's selection syntax) matches; ValueError if none."""
+    try:
+        keys = dg.AssetSelection.from_string(selection).resolve(graph)
+    except dg.DagsterInvalidSubsetError as error:
+        raise ValueError(f"{selection!r} names an asset that does not exist ({error})") from None
+    if not keys:
+        groups = sorted({graph.get(k).group_name for k in graph.materializable_asset_keys})
+        raise ValueError(f"{selection!r} matches no asset; groups: {', '.join(groups)} "
+                         "(select one with 'group:NAME', or an asset by its name)")
+    return sorted(keys, key=lambda k: k.to_user_string())
+
+
+def _dg_launch(selection: str) -> int:
+    dg_cli = Path(sys.executable).with_name("dg")  # the dg of this environment
+    return subprocess.call([str(dg_cli), "launch", "--assets", selection])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestration.launch",
+        description=__doc__.split("\n\n")[0],
+        epilog="examples:\n  python -m orchestration.launch --assets 'group:pose'\n"
+        "  python -m orchestration.launch --assets 'oxford_pets or image_catalog'\n"
+        "  DAGSTER_HOME=dagster_home python -m orchestration.launch --changed --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--assets", metavar="SELECTION",
+                      help="Dagster asset selection: 'group:style', 'key:image_catalog', "
+                      "'oxford_pets+' (and what is downstream), combined with 'or'/'and'")
+    what.add_argument("--changed", action="store_true",
+                      help="every asset that changed (never materialised, code or params "
+                      "changed, output missing, upstream re-runs or has new data)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    args = parser.parse_args(argv)
+
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    if args.assets is not None:
+        try:
+            keys = resolve(args.assets, graph)
+        except ValueError as error:
+            print(f"launch: {error}", file=sys.stderr)
+            return 2
+        print(f"{len(keys)} assets selected: {', '.join(k.to_user_string() for k in keys)}")
+        return 0 if args.dry_run else _dg_launch(args.assets)
+
+    from orchestration.kit.resources import DataRoot
+
+    with dg.DagsterInstance.get() as instance:
+        changed = changed_assets(instance, graph, DataRoot().layout().root)
+    if not changed:
+        print("nothing changed since the last materialisations: nothing to re-materialise")
+        return 0
+    width = max(len(k.to_user_string()) for k in changed)
+    print(f"{len(changed)} assets to materialise:")
+    for key, reason in changed.items():
+        print(f"  {key.to_user_string():<{width}}  {reason}")
+    if args.dry_run:
+        return 0
+    return _dg_launch(" or ".join(f"key:{k.to_user_string()}" for k in changed))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

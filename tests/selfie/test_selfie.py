@@ -1,0 +1,181 @@
+"""Selfie quality: labels, the transfer-value cache, metrics, models and a real materialisation."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from lenslab import metrics
+from lenslab.formats.selfies import ATTRIBUTES
+from lenslab.selfie import labels as S
+from models import backbones, checkpoints, images
+from models.selfie import classifiers as M
+
+CPU = torch.device("cpu")
+
+
+def _catalog(n: int = 100) -> pd.DataFrame:
+    r = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        labels = {"popularity": float(i), **{a: int(r.choice([-1, 1])) for a in ATTRIBUTES}}
+        rows.append({"image_id": f"selfies:images/{i}.jpg", "sha256": f"{i:064x}",
+                     "source": "selfies", "labels": json.dumps(labels),
+                     "normalised_path": f"catalog/images/{i}.jpg", "duplicate_of": None})
+    rows.append({**rows[0], "image_id": "selfies:images/dup.jpg",
+                 "duplicate_of": rows[0]["image_id"]})
+    rows.append({**rows[1], "image_id": "oxford_pets:x.jpg", "source": "oxford_pets"})
+    return pd.DataFrame(rows)
+
+
+def test_labels_keep_the_extremes_and_split_stratified_and_seeded():
+    labels, t = S.build_labels(_catalog(), bad_quantile=0.3, good_quantile=0.7,
+                               fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=7)
+    assert len(labels) == 60 and labels["label"].sum() == 30  # the middle 40 are left out
+    assert (labels.loc[labels["label"] == 0, "popularity"] <= t.bad).all()
+    assert (labels.loc[labels["label"] == 1, "popularity"] >= t.good).all()
+    assert set(ATTRIBUTES) <= set(labels.columns)
+    counts = labels.groupby(["split", "label"]).size()
+    assert counts["train"].tolist() == [18, 18] and counts["test"].tolist() == [6, 6]
+    again, _ = S.build_labels(_catalog(), bad_quantile=0.3, good_quantile=0.7,
+                              fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=7)
+    other, _ = S.build_labels(_catalog(), bad_quantile=0.3, good_quantile=0.7,
+                              fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=8)
+    assert (labels["split"] == again["split"]).all() and (labels["split"] != other["split"]).any()
+    with pytest.raises(ValueError):
+        S.quantile_labels(S.selfie_rows(_catalog()), 0.8, 0.2)
+
+
+def test_missing_attribute_labels_are_named():
+    cat = _catalog(10)
+    cat["labels"] = cat["labels"].map(lambda s: json.dumps({"popularity": 1.0}))
+    with pytest.raises(ValueError, match="partial_faces"):
+        S.selfie_rows(cat)
+
+
+def test_cache_computes_only_what_is_missing():
+    cache = S.read_cache("/nonexistent/cache.parquet")
+    assert S.missing_from_cache(cache, ["a", "b", "a"], "mobilenet_v2", 128) == ["a", "b"]
+    cache = S.add_to_cache(cache, ["a", "b"], np.ones((2, 3)), "mobilenet_v2", 128)
+    assert S.missing_from_cache(cache, ["a", "b", "c"], "mobilenet_v2", 128) == ["c"]
+    assert S.missing_from_cache(cache, ["a"], "resnet18", 128) == ["a"]  # other backbone
+    assert S.missing_from_cache(cache, ["a"], "mobilenet_v2", 160) == ["a"]  # other size
+    assert S.lookup(cache, ["b", "a"], "mobilenet_v2", 128).shape == (2, 3)
+
+
+def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
+    r = np.random.default_rng(1)
+    y = np.repeat([0, 1], 50)
+    p = np.clip(y * 0.3 + r.random(100) * 0.7, 0, 1)
+    m = metrics.binary_metrics(y, p, resamples=300, seed=3, name="x")
+    lo, hi = m["roc_auc_ci95"]
+    assert lo < m["roc_auc"] < hi and lo > 0.5
+    assert metrics.binary_metrics(y, p, resamples=300, seed=3, name="x")["roc_auc_ci95"] == (lo, hi)
+    assert np.array(m["confusion"]["rows_true_0_1"]).sum() == 100
+    d = metrics.paired_auc_difference(y, p, r.random(100), resamples=300, seed=3, name="d")
+    assert d["ci95"][0] < d["difference"] < d["ci95"][1]
+
+
+def test_errors_by_attribute_finds_the_attribute_errors_concentrate_on():
+    frame = pd.DataFrame({a: np.tile([1, -1], 10) for a in ATTRIBUTES})
+    frame["smiling"] = np.repeat([1, -1], 10)
+    correct = np.r_[np.zeros(5, bool), np.ones(15, bool)]  # wrong only on smiling ones
+    table = S.errors_by_attribute(frame, correct)
+    assert table.iloc[0]["attribute"] == "smiling" and table.iloc[0]["error_present"] == 0.5
+
+
+def test_training_keeps_the_best_validation_epoch(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 16, generator=g)
+    y = (x[:, 0] > 0).long()
+    model, result = M.train_classifier(M.TransferHead(16, 32), (x[:60], y[:60]),
+                                       (x[60:], y[60:]), M.TrainSettings(5, 1e-2, 16, 0), CPU)
+    assert len(result.history) == 5
+    assert result.best_val_auc == max(h["val_auc"] for h in result.history)
+    checkpoints.save_state(model, tmp_path / "m.pt")
+    again = checkpoints.load_state(M.TransferHead(16, 32), tmp_path / "m.pt")
+    assert torch.equal(again.net[0].weight, model.net[0].weight)
+
+
+def test_small_cnn_and_finetuned_shapes():
+    x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    assert M.SmallCNN()(images.as_float(x, CPU)).shape == (2, 2)
+    trunk = backbones.build_trunk("mobilenet_v2", pretrained=False)
+    model = M.FineTuned(trunk, M.TransferHead(trunk.dim, 8), frozen=14)
+    assert not any(p.requires_grad for p in trunk.stages[0].parameters())
+    assert model.train().trunk.stages[0].training is False  # frozen stages keep BN stats
+    assert M.saliency(model, x, CPU).shape == (2, 64, 64)
+    acts = M.stage_activations(trunk, x, [1, 13], CPU)
+    assert acts[1].shape[0] == 2 and acts[13].shape[-1] < acts[1].shape[-1]
+
+
+def test_a_photo_without_a_face_still_gets_a_prediction():
+    trunk = backbones.build_trunk("mobilenet_v2")  # pretrained, from the torch cache
+    torch.manual_seed(0)
+    head = M.TransferHead(trunk.dim, 16)
+    coffee = Image.fromarray(skdata.coffee())  # 400x600, no face
+    grey = Image.fromarray(skdata.camera())  # greyscale
+    p = M.predict_images([coffee, grey], trunk, head, 96, CPU)
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
+
+
+# --- a real materialisation --------------------------------------------------------------
+
+FAST = {"selfie_classifier": {"head_epochs": 15, "finetune_epochs": 1, "finetune_size": 64,
+                              "scratch_epochs": 3, "scratch_size": 48},
+        "selfie_report": {"bootstrap": 200, "finetune_size": 64, "samples": 2}}
+
+
+@pytest.mark.slow
+def test_selfie_pipeline_materialises_and_reuses_cached_features(tmp_path):
+    from assets.selfie import selfie_assets, selfie_checks
+    from tests.support.one_source import ingest_and_catalog
+
+    resources = ingest_and_catalog(tmp_path, "selfies", scale=0.125)
+
+    run_config = {"ops": {k: {"config": v} for k, v in FAST.items()}}
+    first = dg.materialize([*selfie_assets, *selfie_checks], resources=resources,
+                           run_config=run_config, raise_on_error=True)
+    meta = first.asset_materializations_for_node("selfie_features")[0].metadata
+    n = meta["computed"].value
+    assert n == 90 and meta["reused"].value == 0  # 150 selfies, the middle 40 % left out
+    report = first.asset_materializations_for_node("selfie_report")[0].metadata
+    assert 0 <= report["head_test_auc"].value <= 1 and "ROC-AUC" in report["report"].value
+    out = tmp_path / "reports" / "selfie"
+    for name in ("metrics.json", "report.md", "pca.png", "tsne.png", "saliency.png",
+                 "activations.png"):
+        assert (out / name).stat().st_size > 0, name
+    for name in ("head", "finetune", "scratch"):
+        assert (tmp_path / "selfie" / "models" / f"{name}.pt").is_file()
+
+    again = dg.materialize(selfie_assets[:2], resources=resources, raise_on_error=True)
+    meta = again.asset_materializations_for_node("selfie_features")[0].metadata
+    assert meta["computed"].value == 0 and meta["reused"].value == n
+
+    # the trained head scores a photo with no face in it
+    trunk = backbones.build_trunk("mobilenet_v2")
+    head = checkpoints.load_state(M.TransferHead(trunk.dim),
+                                  tmp_path / "selfie" / "models" / "head.pt")
+    p = M.predict_images([Image.fromarray(skdata.coffee())], trunk, head, 128, CPU)
+    assert 0 <= p[0] <= 1
+
+    # the report registered the model chosen on validation; the CLI applies it to real photos
+    from click.testing import CliRunner
+
+    from lenslab.cli import main
+    from models.registry import entries
+
+    (card,) = entries(tmp_path)
+    assert card["metrics"]["test_images"] > 0 and card["asset"] == "selfie_classifier"
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    run = CliRunner().invoke(main, ["selfie", str(photo), "--data-root", str(tmp_path),
+                                    "--model-version", card["version"], "--format", "jsonl"])
+    assert run.exit_code == 0, run.output
+    row = json.loads(run.stdout.strip())
+    assert row["verdict"] in ("good", "bad") and 0 <= row["p_good"] <= 1
