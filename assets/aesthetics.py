@@ -9,6 +9,7 @@ from pydantic import Field
 
 from assets.metadata import path_value, table_preview
 from lenslab.params import param
+from orchestration.kit.config import config_params, param_field
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
 from orchestration.kit.resources import DataRoot, TorchDevice
@@ -17,20 +18,6 @@ from orchestration.kit.stages import Stage
 GROUP = "aesthetics"
 NET = ("aesthetics.backbone", "aesthetics.image_size", "aesthetics.frozen_stages")
 
-SPLITS_STAGE = Stage(__name__, outs=("aesthetics/splits",),
-                     params=("seed", "aesthetics.ks", "aesthetics.repeats",
-                             "aesthetics.min_heldout"))
-MODEL_STAGE = Stage(__name__, outs=("aesthetics/model",),
-                    params=("seed", *NET, "aesthetics.val_fraction", "aesthetics.generic"))
-PERSONAL_STAGE = Stage(__name__, outs=("aesthetics/personal",),
-                       params=("seed", *NET, "aesthetics.personal"))
-ENHANCE_STAGE = Stage(__name__, outs=("aesthetics/enhanced",),
-                      params=(*NET, "aesthetics.enhance"))
-SALIENCY_STAGE = Stage(__name__, outs=("aesthetics/saliency",),
-                       params=("seed", *NET, "aesthetics.saliency"))
-REPORT_STAGE = Stage(__name__, outs=("reports/aesthetics", "registry/aesthetics"),
-                     params=("aesthetics.enhance", "aesthetics.personal"),
-                     persist=("registry/aesthetics",))  # every version is kept
 
 
 def _layout(data_root: DataRoot):
@@ -40,11 +27,11 @@ def _layout(data_root: DataRoot):
 
 
 class NetConfig(dg.Config):
-    backbone: str = Field(default=param("aesthetics.backbone"),
-                          description="torchvision trunk (its weights must be in the cache).")
-    image_size: int = Field(default=param("aesthetics.image_size"), description="Input side, px.")
-    frozen_stages: int = Field(default=param("aesthetics.frozen_stages"),
-                               description="Leading trunk stages shared and frozen (cached).")
+    backbone: str = param_field("aesthetics.backbone",
+                                "torchvision trunk (its weights must be in the cache).")
+    image_size: int = param_field("aesthetics.image_size", "Input side, px.")
+    frozen_stages: int = param_field("aesthetics.frozen_stages",
+                                     "Leading trunk stages shared and frozen (cached).")
 
 
 def _networks(config: NetConfig, data_root: DataRoot):
@@ -64,12 +51,16 @@ def _networks(config: NetConfig, data_root: DataRoot):
 
 
 class RaterSplitsConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of the k-shot draws.")
-    ks: list[int] = Field(default=param("aesthetics.ks"), description="Shots per test worker.")
-    repeats: list[int] = Field(default=param("aesthetics.repeats"),
-                               description="Draws per k (same order as ks).")
-    min_heldout: int = Field(default=param("aesthetics.min_heldout"),
-                             description="Held-out ratings a worker needs beyond the k shots.")
+    seed: int = param_field("seed", "Root seed of the k-shot draws.")
+    ks: list[int] = param_field("aesthetics.ks", "Shots per test worker.")
+    repeats: list[int] = param_field("aesthetics.repeats",
+                                     "Draws per k (same order as ks).")
+    min_heldout: int = param_field("aesthetics.min_heldout",
+                                   "Held-out ratings a worker needs beyond the k shots.")
+
+
+SPLITS_STAGE = Stage(__name__, outs=("aesthetics/splits",),
+                     params=config_params(RaterSplitsConfig))
 
 
 @dg.asset(
@@ -122,13 +113,17 @@ def rater_splits(context: dg.AssetExecutionContext, config: RaterSplitsConfig,
 
 
 class AestheticModelConfig(NetConfig):
-    seed: int = Field(default=param("seed"))
-    val_fraction: float = Field(default=param("aesthetics.val_fraction"),
-                                description="Train workers' images held out to pick the epoch.")
-    epochs: int = Field(default=param("aesthetics.generic.epochs"))
-    lr: float = Field(default=param("aesthetics.generic.lr"))
-    batch_size: int = Field(default=param("aesthetics.generic.batch_size"))
-    weight_decay: float = Field(default=param("aesthetics.generic.weight_decay"))
+    seed: int = param_field("seed")
+    val_fraction: float = param_field("aesthetics.val_fraction",
+                                      "Train workers' images held out to pick the epoch.")
+    epochs: int = param_field("aesthetics.generic.epochs")
+    lr: float = param_field("aesthetics.generic.lr")
+    batch_size: int = param_field("aesthetics.generic.batch_size")
+    weight_decay: float = param_field("aesthetics.generic.weight_decay")
+
+
+MODEL_STAGE = Stage(__name__, outs=("aesthetics/model",),
+                    params=config_params(AestheticModelConfig))
 
 
 @dg.asset(
@@ -212,20 +207,24 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
 
 
 class PersonalConfig(NetConfig):
-    seed: int = Field(default=param("seed"))
-    steps: int = Field(default=param("aesthetics.personal.steps"),
-                       description="Most full-batch steps per user (the held-aside shots pick).")
-    holdout: float = Field(default=param("aesthetics.personal.holdout"),
-                           description="Share of the k shots held aside to pick the step.")
-    anchor: float = Field(default=param("aesthetics.personal.anchor"),
-                          description="L2 pull of trained weights toward the generic model.")
-    lr_head: float = Field(default=param("aesthetics.personal.lr.head"))
-    lr_full: float = Field(default=param("aesthetics.personal.lr.full"))
-    lr_adapters: float = Field(default=param("aesthetics.personal.lr.adapters"))
-    lr_shots: int = Field(default=param("aesthetics.personal.lr_shots"),
-                          description="Learning rates scale by min(1, k / lr_shots).")
-    min_stop: int = Field(default=param("aesthetics.personal.min_stop"),
-                          description="Held-aside shots needed to accept any change.")
+    seed: int = param_field("seed")
+    steps: int = param_field("aesthetics.personal.steps",
+                             "Most full-batch steps per user (the held-aside shots pick).")
+    holdout: float = param_field("aesthetics.personal.holdout",
+                                 "Share of the k shots held aside to pick the step.")
+    anchor: float = param_field("aesthetics.personal.anchor",
+                                "L2 pull of trained weights toward the generic model.")
+    lr_head: float = param_field("aesthetics.personal.lr.head")
+    lr_full: float = param_field("aesthetics.personal.lr.full")
+    lr_adapters: float = param_field("aesthetics.personal.lr.adapters")
+    lr_shots: int = param_field("aesthetics.personal.lr_shots",
+                                "Learning rates scale by min(1, k / lr_shots).")
+    min_stop: int = param_field("aesthetics.personal.min_stop",
+                                "Held-aside shots needed to accept any change.")
+
+
+PERSONAL_STAGE = Stage(__name__, outs=("aesthetics/personal",),
+                       params=config_params(PersonalConfig))
 
 
 @dg.asset(
@@ -303,14 +302,14 @@ def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
 
 
 class EnhanceConfig(NetConfig):
-    size: int = Field(default=param("aesthetics.enhance.size"), description="Edit side, px.")
-    photos_per_worker: int = Field(default=param("aesthetics.enhance.photos_per_worker"))
-    steps: int = Field(default=param("aesthetics.enhance.steps"))
-    step_size: float = Field(default=param("aesthetics.enhance.step_size"))
-    epsilon: float = Field(default=param("aesthetics.enhance.epsilon"),
-                           description="Per-pixel bound of the pixel ascent ([0, 1] scale).")
-    edit_lr: float = Field(default=param("aesthetics.enhance.edit_lr"))
-    edit_bound: float = Field(default=param("aesthetics.enhance.edit_bound"))
+    size: int = param_field("aesthetics.enhance.size", "Edit side, px.")
+    photos_per_worker: int = param_field("aesthetics.enhance.photos_per_worker")
+    steps: int = param_field("aesthetics.enhance.steps")
+    step_size: float = param_field("aesthetics.enhance.step_size")
+    epsilon: float = param_field("aesthetics.enhance.epsilon",
+                                 "Per-pixel bound of the pixel ascent ([0, 1] scale).")
+    edit_lr: float = param_field("aesthetics.enhance.edit_lr")
+    edit_bound: float = param_field("aesthetics.enhance.edit_bound")
     method: str = Field(default="adapters", description="Whose personal model enhances.")
 
 
@@ -320,6 +319,10 @@ def personal_model_files(layout, method: str) -> dict[str, "object"]:
     for folder in sorted(layout.adapters.glob(f"{method}/k*"), key=lambda p: int(p.name[1:])):
         files.update({f.stem: f for f in folder.glob("*.pt")})
     return files
+
+
+ENHANCE_STAGE = Stage(__name__, outs=("aesthetics/enhanced",),
+                      params=config_params(EnhanceConfig))
 
 
 @dg.asset(
@@ -390,12 +393,16 @@ def enhanced_photos(context: dg.AssetExecutionContext, config: EnhanceConfig,
 
 
 class SaliencyConfig(NetConfig):
-    seed: int = Field(default=param("seed"))
-    samples: int = Field(default=param("aesthetics.saliency.samples"))
-    smoothgrad_n: int = Field(default=param("aesthetics.saliency.smoothgrad_n"))
-    smoothgrad_noise: float = Field(default=param("aesthetics.saliency.smoothgrad_noise"))
-    workers: int = Field(default=param("aesthetics.saliency.workers"),
-                         description="Personal models shown beside the generic one.")
+    seed: int = param_field("seed")
+    samples: int = param_field("aesthetics.saliency.samples")
+    smoothgrad_n: int = param_field("aesthetics.saliency.smoothgrad_n")
+    smoothgrad_noise: float = param_field("aesthetics.saliency.smoothgrad_noise")
+    workers: int = param_field("aesthetics.saliency.workers",
+                               "Personal models shown beside the generic one.")
+
+
+SALIENCY_STAGE = Stage(__name__, outs=("aesthetics/saliency",),
+                       params=config_params(SaliencyConfig))
 
 
 @dg.asset(
@@ -442,6 +449,11 @@ def saliency_maps(config: SaliencyConfig, data_root: DataRoot,
         "images": len(picks), "models": len(models), "smoothgrad_samples": config.smoothgrad_n,
         "figure": path_value(figure),
     })
+
+
+REPORT_STAGE = Stage(__name__, outs=("reports/aesthetics", "registry/aesthetics"),
+                     params=("aesthetics.enhance", "aesthetics.personal"),
+                     persist=("registry/aesthetics",))  # every version is kept
 
 
 @dg.asset(

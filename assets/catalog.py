@@ -11,26 +11,28 @@ from pydantic import Field
 from assets.metadata import content_version, counts_md, path_value, table_preview
 from lenslab.params import param
 from lenslab.paths import SOURCES
+from orchestration.kit.config import config_params, param_field
 from orchestration.kit.resources import DataRoot
 from orchestration.kit.stages import Stage
 
-CATALOG_STAGE = Stage(__name__,
-    outs=("catalog",),
-    params=("seed", "catalog"),
-)
-
 
 class CatalogConfig(dg.Config):
-    max_side: int = Field(default=param("catalog.max_side"),
-                          description="Longest side of the normalised copies, in pixels.")
-    max_pixels: int = Field(default=param("catalog.max_pixels"),
-                            description="More pixels: rejected as a decompression bomb.")
-    seed: int = Field(default=param("seed"), description="Seed of the assigned splits.")
-    train: float = Field(default=param("catalog.split_fractions.train"),
-                         description="Fraction assigned to train where a source has no split.")
-    val: float = Field(default=param("catalog.split_fractions.val"))
-    test: float = Field(default=param("catalog.split_fractions.test"))
+    max_side: int = param_field("catalog.max_side",
+                                "Longest side of the normalised copies, in pixels.")
+    max_pixels: int = param_field("catalog.max_pixels",
+                                  "More pixels: rejected as a decompression bomb.")
+    seed: int = param_field("seed", "Seed of the assigned splits.")
+    train: float = param_field("catalog.split_fractions.train",
+                               "Fraction assigned to train where a source has no split.")
+    val: float = param_field("catalog.split_fractions.val")
+    test: float = param_field("catalog.split_fractions.test")
     workers: int | None = Field(default=None, description="Worker processes (default: all cores).")
+
+
+CATALOG_STAGE = Stage(__name__,
+    outs=("catalog",),
+    params=config_params(CatalogConfig),
+)
 
 
 @dg.asset(

@@ -7,12 +7,11 @@ import time
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from assets.metadata import counts_md, path_value, table_preview
 from assets.registration import data_provenance, stage_params
-from lenslab.params import param
 from lenslab.seeding import derive_seed
+from orchestration.kit.config import config_params, param_field
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
 from orchestration.kit.resources import DataRoot, TorchDevice
@@ -21,21 +20,6 @@ from orchestration.kit.stages import Stage
 GROUP = "photobook"
 PREFERENCES = dg.AssetKey("photo_preferences")  # its pairs.parquet and (synthetic) ground truth
 
-EMBEDDINGS_STAGE = Stage(__name__, outs=("photobook/embeddings",),
-                         params=("photobook.sources", "photobook.encoder",
-                                 "photobook.clip_weights", "photobook.image_size",
-                                 "photobook.batch_size"))
-VECTORS_STAGE = Stage(__name__, outs=("photobook/master_vectors",),
-                      params=("seed", "photobook.split_fractions",
-                              "photobook.duplicate_threshold", "photobook.tier_gap",
-                              "photobook.c_grid", "photobook.prompts",
-                              "photobook.clip_weights"))
-RATER_STAGE = Stage(__name__, outs=("photobook/rater", "registry/photobook"),
-                    persist=("registry/photobook",),  # every version is kept
-                    params=("seed", "photobook.reliability_bins", "photobook.bootstrap",
-                            "photobook.duplicate_threshold"))
-REPORT_STAGE = Stage(__name__, outs=("reports/photobook",),
-                     params=("seed", "photobook.album"))
 
 
 def _layout(data_root: DataRoot):
@@ -52,16 +36,20 @@ def _embeddings(data_root: DataRoot) -> tuple[pd.DataFrame, np.ndarray, dict]:
 
 
 class ImageEmbeddingsConfig(dg.Config):
-    sources: list[str] = Field(default=param("photobook.sources"),
-                               description="Catalog sources to embed.")
-    encoder: str = Field(default=param("photobook.encoder"),
-                         description="auto (CLIP when its weights are found locally, else "
-                         "MobileNetV2), clip, or mobilenet_v2_mlsp.")
-    clip_weights: str = Field(default=param("photobook.clip_weights"),
-                              description="Local CLIP ViT-B-32 weights file (\"\": none).")
-    image_size: int = Field(default=param("photobook.image_size"),
-                            description="MobileNetV2 input side, px (CLIP uses its own 224).")
-    batch_size: int = Field(default=param("photobook.batch_size"))
+    sources: list[str] = param_field("photobook.sources",
+                                     "Catalog sources to embed.")
+    encoder: str = param_field("photobook.encoder",
+                               "auto (CLIP when its weights are found locally, else "
+                               "MobileNetV2), clip, or mobilenet_v2_mlsp.")
+    clip_weights: str = param_field("photobook.clip_weights",
+                                    "Local CLIP ViT-B-32 weights file (\"\": none).")
+    image_size: int = param_field("photobook.image_size",
+                                  "MobileNetV2 input side, px (CLIP uses its own 224).")
+    batch_size: int = param_field("photobook.batch_size")
+
+
+EMBEDDINGS_STAGE = Stage(__name__, outs=("photobook/embeddings",),
+                         params=config_params(ImageEmbeddingsConfig))
 
 
 @dg.asset(
@@ -108,20 +96,24 @@ def image_embeddings(
 
 
 class MasterVectorsConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of the photo split.")
-    train: float = Field(default=param("photobook.split_fractions.train"))
-    val: float = Field(default=param("photobook.split_fractions.val"))
-    test: float = Field(default=param("photobook.split_fractions.test"))
-    duplicate_threshold: float = Field(default=param("photobook.duplicate_threshold"),
-                                       description="Near-duplicates (grouped before the split).")
-    tier_gap: int = Field(default=param("photobook.tier_gap"),
-                          description="Training pairs also from tier folders this far apart "
-                          "(0: annotated pairs only).")
-    c_grid: list[float] = Field(default=param("photobook.c_grid"),
-                                description="Inverse regularisation strengths tried on val.")
-    prompts: list[dict] = Field(default=param("photobook.prompts"),
-                                description="Prompt master vectors: name, text, sign.")
-    clip_weights: str = Field(default=param("photobook.clip_weights"))
+    seed: int = param_field("seed", "Root seed of the photo split.")
+    train: float = param_field("photobook.split_fractions.train")
+    val: float = param_field("photobook.split_fractions.val")
+    test: float = param_field("photobook.split_fractions.test")
+    duplicate_threshold: float = param_field("photobook.duplicate_threshold",
+                                             "Near-duplicates (grouped before the split).")
+    tier_gap: int = param_field("photobook.tier_gap",
+                                "Training pairs also from tier folders this far apart "
+                                "(0: annotated pairs only).")
+    c_grid: list[float] = param_field("photobook.c_grid",
+                                      "Inverse regularisation strengths tried on val.")
+    prompts: list[dict] = param_field("photobook.prompts",
+                                      "Prompt master vectors: name, text, sign.")
+    clip_weights: str = param_field("photobook.clip_weights")
+
+
+VECTORS_STAGE = Stage(__name__, outs=("photobook/master_vectors",),
+                      params=config_params(MasterVectorsConfig))
 
 
 @dg.asset(
@@ -220,11 +212,16 @@ def master_vectors(
 
 
 class PhotobookRaterConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of the bootstrap.")
-    reliability_bins: int = Field(default=param("photobook.reliability_bins"))
-    bootstrap: int = Field(default=param("photobook.bootstrap"), description="Resamples per CI.")
-    duplicate_threshold: float = Field(default=param("photobook.duplicate_threshold"),
-                                       description="Album: skip photos this similar to a pick.")
+    seed: int = param_field("seed", "Root seed of the bootstrap.")
+    reliability_bins: int = param_field("photobook.reliability_bins")
+    bootstrap: int = param_field("photobook.bootstrap", "Resamples per CI.")
+    duplicate_threshold: float = param_field("photobook.duplicate_threshold",
+                                             "Album: skip photos this similar to a pick.")
+
+
+RATER_STAGE = Stage(__name__, outs=("photobook/rater", "registry/photobook"),
+                    persist=("registry/photobook",),  # every version is kept
+                    params=config_params(PhotobookRaterConfig))
 
 
 @dg.asset(
@@ -304,11 +301,15 @@ def photobook_rater(
 
 
 class PhotobookReportConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of the example album draw.")
-    album_photos: int = Field(default=param("photobook.album.photos"),
-                              description="Test photos offered to the example album (M).")
-    album_places: int = Field(default=param("photobook.album.places"),
-                              description="Places in the example album (N).")
+    seed: int = param_field("seed", "Root seed of the example album draw.")
+    album_photos: int = param_field("photobook.album.photos",
+                                    "Test photos offered to the example album (M).")
+    album_places: int = param_field("photobook.album.places",
+                                    "Places in the example album (N).")
+
+
+REPORT_STAGE = Stage(__name__, outs=("reports/photobook",),
+                     params=config_params(PhotobookReportConfig))
 
 
 @dg.asset(

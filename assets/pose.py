@@ -10,8 +10,8 @@ from pydantic import Field
 
 from assets.metadata import path_value, table_preview
 from assets.registration import data_provenance, stage_params
-from lenslab.params import param
 from lenslab.seeding import derive_seed
+from orchestration.kit.config import config_params, param_field
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
 from orchestration.kit.resources import DataRoot, TorchDevice
@@ -19,19 +19,6 @@ from orchestration.kit.stages import Stage
 
 GROUP = "pose"
 
-KEYPOINTS_STAGE = Stage(__name__, outs=("pose/keypoints",),
-                        extra_code=("scripts/mediapipe_worker.py",),
-                        params=("pose.backend", "pose.checkpoint", "pose.max_persons",
-                                "pose.batch_size"))
-MASKS_STAGE = Stage(__name__, outs=("pose/masks",),
-                    params=("pose.mask_size", "pose.mask_line_width"))
-PAIRS_STAGE = Stage(__name__, outs=("pose/pairs",),
-                    params=("seed", "pose.split_fractions", "pose.negative_mix"))
-SIMILARITY_STAGE = Stage(__name__, outs=("pose/models",),
-                         params=("seed", "pose.backbone", "pose.frozen", "pose.finetune"))
-REPORT_STAGE = Stage(__name__, outs=("reports/pose", "registry/pose"),
-                     persist=("registry/pose",),  # every version is kept
-                     params=("seed", "pose.bootstrap"))
 
 # (name, fine-tuned trunk, pose branch), in the seed's table order
 VARIANTS = (("frozen", False, False), ("frozen_pose", False, True),
@@ -45,15 +32,20 @@ def _layout(data_root: DataRoot):
 
 
 class PoseKeypointsConfig(dg.Config):
-    backend: str = Field(default=param("pose.backend"),
-                         description="annotations (the dataset's keypoints), openpifpaf or "
-                         "mediapipe (BlazePose, real weights offline).")
-    checkpoint: str = Field(default=param("pose.checkpoint"),
-                            description="openpifpaf: a checkpoint name (torch hub cache, "
-                            "downloaded where there is internet) or a local file.")
-    max_persons: int = Field(default=param("pose.max_persons"),
-                             description="Persons kept per image, best score first.")
-    batch_size: int = Field(default=param("pose.batch_size"))
+    backend: str = param_field("pose.backend",
+                               "annotations (the dataset's keypoints), openpifpaf or "
+                               "mediapipe (BlazePose, real weights offline).")
+    checkpoint: str = param_field("pose.checkpoint",
+                                  "openpifpaf: a checkpoint name (torch hub cache, "
+                                  "downloaded where there is internet) or a local file.")
+    max_persons: int = param_field("pose.max_persons",
+                                   "Persons kept per image, best score first.")
+    batch_size: int = param_field("pose.batch_size")
+
+
+KEYPOINTS_STAGE = Stage(__name__, outs=("pose/keypoints",),
+                        extra_code=("scripts/mediapipe_worker.py",),
+                        params=config_params(PoseKeypointsConfig))
 
 
 @dg.asset(
@@ -117,8 +109,12 @@ def pose_keypoints(context: dg.AssetExecutionContext, config: PoseKeypointsConfi
 
 
 class PoseMasksConfig(dg.Config):
-    size: int = Field(default=param("pose.mask_size"), description="Mask side, px.")
-    line_width: int = Field(default=param("pose.mask_line_width"), description="Limb width, px.")
+    size: int = param_field("pose.mask_size", "Mask side, px.")
+    line_width: int = param_field("pose.mask_line_width", "Limb width, px.")
+
+
+MASKS_STAGE = Stage(__name__, outs=("pose/masks",),
+                    params=config_params(PoseMasksConfig))
 
 
 @dg.asset(
@@ -155,16 +151,20 @@ def pose_masks(config: PoseMasksConfig, data_root: DataRoot) -> dg.MaterializeRe
 
 
 class LandmarkPairsConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of the site split and draws.")
-    train: float = Field(default=param("pose.split_fractions.train"))
-    val: float = Field(default=param("pose.split_fractions.val"))
-    test: float = Field(default=param("pose.split_fractions.test"))
-    other_pose: float = Field(default=param("pose.negative_mix.other_pose"),
-                              description="Share of negatives: same site, another pose.")
-    no_person: float = Field(default=param("pose.negative_mix.no_person"),
-                             description="Share of negatives: same site, _zz (no person).")
-    other_site: float = Field(default=param("pose.negative_mix.other_site"),
-                              description="Share of negatives: another site.")
+    seed: int = param_field("seed", "Root seed of the site split and draws.")
+    train: float = param_field("pose.split_fractions.train")
+    val: float = param_field("pose.split_fractions.val")
+    test: float = param_field("pose.split_fractions.test")
+    other_pose: float = param_field("pose.negative_mix.other_pose",
+                                    "Share of negatives: same site, another pose.")
+    no_person: float = param_field("pose.negative_mix.no_person",
+                                   "Share of negatives: same site, _zz (no person).")
+    other_site: float = param_field("pose.negative_mix.other_site",
+                                    "Share of negatives: another site.")
+
+
+PAIRS_STAGE = Stage(__name__, outs=("pose/pairs",),
+                    params=config_params(LandmarkPairsConfig))
 
 
 @dg.asset(
@@ -213,25 +213,29 @@ def landmark_pairs_no_image_in_two_splits(data_root: DataRoot) -> dg.AssetCheckR
 
 
 class LandmarkSimilarityConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of every training run.")
-    backbone: str = Field(default=param("pose.backbone"),
-                          description="torchvision trunk: mobilenet_v2 (offline), resnet50 as "
-                          "the seed (weights must be in the torch cache).")
-    image_size: int = Field(default=param("pose.frozen.image_size"),
-                            description="Frozen variant: input side, px.")
-    batch_size: int = Field(default=param("pose.frozen.batch_size"))
-    epochs: int = Field(default=param("pose.frozen.epochs"))
-    lr: float = Field(default=param("pose.frozen.lr"))
-    patience: int = Field(default=param("pose.frozen.patience"),
-                          description="Epochs without a better validation loss before stopping.")
-    finetune_size: int = Field(default=param("pose.finetune.image_size"))
-    finetune_epochs: int = Field(default=param("pose.finetune.epochs"))
-    finetune_lr: float = Field(default=param("pose.finetune.lr"))
-    finetune_frozen_stages: int = Field(default=param("pose.finetune.frozen_stages"),
-                                        description="Leading trunk stages kept frozen (their "
-                                        "output is computed once and cached).")
+    seed: int = param_field("seed", "Root seed of every training run.")
+    backbone: str = param_field("pose.backbone",
+                                "torchvision trunk: mobilenet_v2 (offline), resnet50 as "
+                                "the seed (weights must be in the torch cache).")
+    image_size: int = param_field("pose.frozen.image_size",
+                                  "Frozen variant: input side, px.")
+    batch_size: int = param_field("pose.frozen.batch_size")
+    epochs: int = param_field("pose.frozen.epochs")
+    lr: float = param_field("pose.frozen.lr")
+    patience: int = param_field("pose.frozen.patience",
+                                "Epochs without a better validation loss before stopping.")
+    finetune_size: int = param_field("pose.finetune.image_size")
+    finetune_epochs: int = param_field("pose.finetune.epochs")
+    finetune_lr: float = param_field("pose.finetune.lr")
+    finetune_frozen_stages: int = param_field("pose.finetune.frozen_stages",
+                                              "Leading trunk stages kept frozen (their "
+                                              "output is computed once and cached).")
     resume: bool = Field(default=True, description="Resume from per-epoch checkpoints of the "
                          "same settings; False starts afresh.")
+
+
+SIMILARITY_STAGE = Stage(__name__, outs=("pose/models",),
+                         params=config_params(LandmarkSimilarityConfig))
 
 
 @dg.asset(
@@ -273,8 +277,13 @@ def landmark_similarity(context: dg.AssetExecutionContext, config: LandmarkSimil
 
 
 class SimilarityReportConfig(dg.Config):
-    seed: int = Field(default=param("seed"), description="Root seed of the bootstrap.")
-    bootstrap: int = Field(default=param("pose.bootstrap"), description="Resamples per CI.")
+    seed: int = param_field("seed", "Root seed of the bootstrap.")
+    bootstrap: int = param_field("pose.bootstrap", "Resamples per CI.")
+
+
+REPORT_STAGE = Stage(__name__, outs=("reports/pose", "registry/pose"),
+                     persist=("registry/pose",),  # every version is kept
+                     params=config_params(SimilarityReportConfig))
 
 
 @dg.asset(

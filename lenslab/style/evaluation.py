@@ -73,6 +73,12 @@ def split(n: int, base: np.ndarray | None, seed: int, heldout_base_fraction: flo
     return out
 
 
+def style_split(layout: DataLayout, image_ids: pd.Series, heldout_base_fraction: float,
+                seed: int) -> np.ndarray:
+    """The one seeded split every style model uses (train / val / test / heldout_base)."""
+    return split(len(image_ids), bases(layout, image_ids), seed, heldout_base_fraction)
+
+
 def scaling(x: np.ndarray, fit_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The training rows' column mean and std (1 where a column is constant)."""
     mean, std = x[fit_rows].mean(0), x[fit_rows].std(0)
