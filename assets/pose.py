@@ -2,16 +2,15 @@
 
 
 import json
-import time
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from assets.metadata import path_value, table_preview
-from assets.registration import data_provenance, stage_params
+from assets.registration import register_model
 from lenslab.seeding import derive_seed
-from orchestration.kit.config import config_params, param_field
+from orchestration.kit.config import config_params, param_field, settings_from
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
 from orchestration.kit.resources import DataRoot, TorchDevice
@@ -60,47 +59,24 @@ KEYPOINTS_STAGE = Stage(__name__, outs=("pose/keypoints",),
 def pose_keypoints(context: dg.AssetExecutionContext, config: PoseKeypointsConfig,
                    data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
-    from lenslab.pose.backends import make_backend
-    from lenslab.pose.pairs import landmark_images, pose_frame, pose_rows
+    from lenslab.pose.extraction import extract_poses
     from models.device import describe
 
-    layout = data_root.layout()
-    images = landmark_images(pd.read_parquet(layout.catalog))
-    annotations = None
-    if config.backend == "annotations":
-        annotations = pd.read_parquet(layout.raw("landmark_photos") / "keypoints.parquet")
     torch_device = device.torch_device()
-    # annotations are in the original's pixels; detectors see the normalised copy
-    sizes = {r.image_id: (r.width, r.height) for r in images.itertuples()}
-    paths = [layout.root / p for p in images["normalised_path"]]
-    if config.backend != "annotations":
-        from PIL import Image
-
-        for image_id, path in zip(images["image_id"], paths, strict=True):
-            with Image.open(path) as im:
-                sizes[image_id] = im.size
-    backend = make_backend(config.backend, annotations=annotations, sizes=sizes,
-                           checkpoint=config.checkpoint, device=torch_device,
-                           batch_size=config.batch_size)
-    start = time.perf_counter()
-    found = backend.estimate(list(images["image_id"]), paths)
-    seconds = time.perf_counter() - start
-    rows = []
-    for image_id, sha, persons in zip(images["image_id"], images["sha256"], found, strict=True):
-        rows += pose_rows(image_id, sha, *sizes[image_id], persons, backend.name,
-                          config.max_persons)
-    poses = pose_frame(rows)
-    path = _layout(data_root).keypoints
+    found = extract_poses(data_root.layout(), config.backend, checkpoint=config.checkpoint,
+                          max_persons=config.max_persons, batch_size=config.batch_size,
+                          device=torch_device)
+    poses, path = found.poses, _layout(data_root).keypoints
     write_parquet(path, poses)
     with_person = poses.loc[poses["person"] >= 0, "image_id"].nunique()
-    context.log.info(f"{config.backend}: {with_person} of {len(images)} images with a person")
+    context.log.info(f"{config.backend}: {with_person} of {found.images} images with a person")
     return dg.MaterializeResult(metadata={
         "backend": config.backend,
-        "images": len(images),
+        "images": found.images,
         "images_with_person": with_person,
         "persons": int((poses["person"] >= 0).sum()),
-        "seconds": round(seconds, 3),
-        "images_per_second": round(len(images) / seconds, 1) if seconds else 0.0,
+        "seconds": round(found.seconds, 3),
+        "images_per_second": round(found.images / found.seconds, 1) if found.seconds else 0.0,
         "device": describe(torch_device),
         "path": path_value(path),
         "preview": table_preview(poses[["image_id", "backend", "person", "score", "nose_x",
@@ -254,13 +230,8 @@ def landmark_similarity(context: dg.AssetExecutionContext, config: LandmarkSimil
     images = pd.read_parquet(layout.images)
     pairs = pd.read_parquet(layout.pairs)
     poses = pd.read_parquet(layout.keypoints)
-    settings = SimilaritySettings(
-        backbone=config.backbone, image_size=config.image_size, batch_size=config.batch_size,
-        epochs=config.epochs, lr=config.lr, patience=config.patience,
-        finetune_size=config.finetune_size, finetune_epochs=config.finetune_epochs,
-        finetune_lr=config.finetune_lr, finetune_frozen_stages=config.finetune_frozen_stages,
-        seeds={name: derive_seed(config.seed, "pose", "train", name) % 2**31
-               for name, _, _ in VARIANTS})
+    settings = settings_from(config, SimilaritySettings, seeds={
+        name: derive_seed(config.seed, "pose", "train", name) % 2**31 for name, _, _ in VARIANTS})
     out = train_variants(images, pairs, poses, data_root.layout().root, settings,
                          device.torch_device(), layout.models, VARIANTS, resume=config.resume,
                          log=context.log.info)
@@ -305,7 +276,7 @@ def similarity_report(context: dg.AssetExecutionContext, config: SimilarityRepor
                                resamples=config.bootstrap, seed=config.seed)
     write_text(layout.report / "metrics.json", json.dumps(metrics, indent=2, default=float))
     write_text(layout.report / "report.md", md)
-    entry = _register(context, data_root, metrics)
+    entry = _register(context, data_root, metrics, config)
     m = metrics["models"]
     return dg.MaterializeResult(metadata={
         "registry_version": entry.version, "promoted": entry.promoted,
@@ -343,46 +314,41 @@ def similarity_model_beats_chance(data_root: DataRoot) -> dg.AssetCheckResult:
                   "frozen_test_roc_auc": metrics["models"]["frozen"]["roc_auc"]})
 
 
-def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: dict):
+def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: dict,
+              config: SimilarityReportConfig):
     """The variant chosen on validation as a registry entry; promoted if the quality bar holds."""
-    from models import registry
     from models.backbones import BACKBONES
     from models.pose.siamese import load_variant
 
     layout = _layout(data_root)
     chosen, _, problems = _registered_choice(data_root)
-    for problem in problems:
-        context.log.warning(f"pose similarity model not promoted: {problem}")
     summary = json.loads((layout.models / "training.json").read_text())[chosen]
     model = load_variant(layout.models / f"{chosen}.pt", summary)
     poses = pd.read_parquet(layout.keypoints, columns=["backend"])
     m, base = metrics["models"][chosen], metrics["models"]["frozen"]
     siamese = model.siamese
-    card = {
-        "asset": "landmark_similarity", "model": chosen,
-        "code_version": SIMILARITY_STAGE.code_version(),
-        "architecture": {"backbone": summary["backbone"], "pose": summary["pose"],
-                         "hidden": siamese.project[1].out_features,
-                         "pose_dim": siamese.pose.net[-1].out_features if siamese.pose else 0,
-                         "image_size": summary["image_size"],
-                         "finetuned": summary["finetuned"],
-                         "frozen_stages": summary["frozen_stages"]},
-        "pose_backend": ", ".join(sorted(poses["backend"].unique())),
-        "metrics": {"test_roc_auc": m["roc_auc"], "test_roc_auc_ci95": m["roc_auc_ci95"],
-                    "test_accuracy": m["accuracy"], "test_pairs": m["n"],
-                    "baseline_frozen_test_roc_auc": base["roc_auc"],
-                    "baseline_frozen_test_accuracy": base["accuracy"],
-                    "quality_problems": problems},
-        "params": stage_params(SIMILARITY_STAGE),
-        "data": data_provenance(context, ("landmark_pairs", "pose_keypoints",
-                                          "landmark_similarity"),
-                                ("data/pose/pairs", "data/pose/keypoints", "data/pose/models")),
-        "backbone": {"name": summary["backbone"],
-                     "weights": f"torchvision {BACKBONES[summary['backbone']][1]}",
-                     "provenance": "torchvision's official ImageNet checkpoint (torch hub cache)"},
-    }
-    return registry.register(data_root.layout().root, "pose", model, card=card,
-                             promote=not problems)
+    return register_model(
+        context, "pose", model, asset="landmark_similarity", stage=SIMILARITY_STAGE,
+        configs=[config], inputs=("landmark_pairs", "pose_keypoints", "landmark_similarity"),
+        dvc_outs=("data/pose/pairs", "data/pose/keypoints", "data/pose/models"),
+        problems=problems, data_root=data_root.layout().root, card={
+            "model": chosen, "training": {k: v for k, v in summary.items() if k != "history"},
+            "architecture": {"backbone": summary["backbone"], "pose": summary["pose"],
+                             "hidden": siamese.project[1].out_features,
+                             "pose_dim": siamese.pose.net[-1].out_features if siamese.pose
+                             else 0,
+                             "image_size": summary["image_size"],
+                             "finetuned": summary["finetuned"],
+                             "frozen_stages": summary["frozen_stages"]},
+            "pose_backend": ", ".join(sorted(poses["backend"].unique())),
+            "metrics": {"test_roc_auc": m["roc_auc"], "test_roc_auc_ci95": m["roc_auc_ci95"],
+                        "test_accuracy": m["accuracy"], "test_pairs": m["n"],
+                        "baseline_frozen_test_roc_auc": base["roc_auc"],
+                        "baseline_frozen_test_accuracy": base["accuracy"]},
+            "backbone": {"name": summary["backbone"],
+                         "weights": f"torchvision {BACKBONES[summary['backbone']][1]}",
+                         "provenance": "torchvision's official ImageNet checkpoint "
+                         "(torch hub cache)"}})
 
 
 pose_assets = [pose_keypoints, pose_masks, landmark_pairs, landmark_similarity,

@@ -70,6 +70,7 @@ def build_trunk(name: str = "mobilenet_v2", pretrained: bool = True) -> Trunk:
 
 
 @torch.inference_mode()
+@torch.inference_mode()
 def extract_features(trunk: Trunk, images: torch.Tensor, device: torch.device,
                      batch_size: int = 64) -> np.ndarray:
     """Pooled transfer values (n, dim) for uint8 images, batched on ``device``."""

@@ -3,10 +3,13 @@
     python -m orchestration.launch --assets 'group:style'   # that system's assets
     python -m orchestration.launch --changed                # what `make demo` runs
     python -m orchestration.launch --changed --dry-run      # what would run, and why
+    python -m orchestration.launch --assets image_catalog --in-process   # what dvc stages run
 
 A selection that matches no asset is refused with the groups and assets there are (a bare
-`dg launch --assets` with such a selection would run the whole pipeline). Runs go through
-`dg launch` into the instance of $DAGSTER_HOME, so they show in the UI like any other.
+`dg launch --assets` with such a selection would run the whole pipeline). Runs go into the
+instance of $DAGSTER_HOME, so they show in the UI like any other: through `dg launch` (steps in
+parallel processes), or with --in-process in this process, which has already loaded the
+definitions (one asset per `dvc repro` stage pays no second start-up).
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ def _dg_launch(selection: str) -> int:
     return subprocess.call([str(dg_cli), "launch", "--assets", selection])
 
 
+def _in_process(keys: list[dg.AssetKey]) -> int:
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("pipeline")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, asset_selection=keys,
+                                        raise_on_error=False,
+                                        tags={"lenslab/launched_by": "orchestration.launch"})
+    return 0 if result.success else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m orchestration.launch",
@@ -55,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="every asset that changed (never materialised, code or params "
                       "changed, output missing, upstream re-runs or has new data)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the steps one after another in this process (what a dvc.yaml "
+                        "stage does) instead of through `dg launch`")
     args = parser.parse_args(argv)
 
     from orchestration.definitions import defs
@@ -67,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"launch: {error}", file=sys.stderr)
             return 2
         print(f"{len(keys)} assets selected: {', '.join(k.to_user_string() for k in keys)}")
-        return 0 if args.dry_run else _dg_launch(args.assets)
+        if args.dry_run:
+            return 0
+        return _in_process(keys) if args.in_process else _dg_launch(args.assets)
 
     from orchestration.kit.resources import DataRoot
 
@@ -82,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key.to_user_string():<{width}}  {reason}")
     if args.dry_run:
         return 0
+    if args.in_process:
+        return _in_process(list(changed))
     return _dg_launch(" or ".join(f"key:{k.to_user_string()}" for k in changed))
 
 

@@ -146,7 +146,7 @@ def train_classifier(
     for epoch in range(settings.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=gen)
-        total, seen = 0.0, 0
+        total, seen = torch.zeros((), device=device), 0  # summed on the device: no sync a step
         for i in range(0, len(order), settings.batch_size):
             idx = order[i:i + settings.batch_size]
             xb, yb = _inputs(x_train[idx], settings, device), y_train[idx].to(device)
@@ -158,11 +158,11 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, seen = total + loss.item() * len(idx), seen + len(idx)
+            total, seen = total + loss.detach() * len(idx), seen + len(idx)
         p_val = predict_proba(model, x_val, device, settings.batch_size, settings.images)
         val_auc = _auc(y_val_np, p_val)
         val_acc = float(np.mean((p_val >= 0.5) == (y_val_np == 1)))
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_auc": val_auc,
+        row = {"epoch": epoch, "train_loss": float(total) / max(seen, 1), "val_auc": val_auc,
                "val_accuracy": val_acc}
         best.history.append(row)
         log(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_auc {val_auc:.4f} "
