@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 SOURCES = ("oxford_pets", "selfies", "landmark_photos", "flickr_aes", "photo_preferences",
            "photographer_folders")
+
+
+DATA_ROOT_VARIABLE = "LENSLAB_DATA_ROOT"
+
+
+def default_data_root() -> Path:
+    """$LENSLAB_DATA_ROOT, else the repository's data/: the one default every entry point uses
+    (assets, the `lenslab` command, the web page)."""
+    from lenslab.params import REPO_ROOT
+
+    return Path(os.environ.get(DATA_ROOT_VARIABLE, REPO_ROOT / "data"))
 
 
 @dataclass(frozen=True)

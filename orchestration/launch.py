@@ -15,11 +15,12 @@ definitions (one asset per `dvc repro` stage pays no second start-up).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.asset_selection import DagsterInvalidAssetSelectionError
 
 from orchestration.automation import changed_assets
 
@@ -30,6 +31,9 @@ def resolve(selection: str, graph) -> list[dg.AssetKey]:
         keys = dg.AssetSelection.from_string(selection).resolve(graph)
     except dg.DagsterInvalidSubsetError as error:
         raise ValueError(f"{selection!r} names an asset that does not exist ({error})") from None
+    except DagsterInvalidAssetSelectionError:
+        raise ValueError(f"{selection!r} is not a selection: write e.g. 'group:style', "
+                         "'key:oxford_pets or key:selfies', 'oxford_pets+'") from None
     if not keys:
         groups = sorted({graph.get(k).group_name for k in graph.materializable_asset_keys})
         raise ValueError(f"{selection!r} matches no asset; groups: {', '.join(groups)} "
@@ -37,9 +41,14 @@ def resolve(selection: str, graph) -> list[dg.AssetKey]:
     return sorted(keys, key=lambda k: k.to_user_string())
 
 
-def _dg_launch(selection: str) -> int:
+def _dg_launch(selection: str, expected: int) -> int:
+    """`dg launch` with its event log in a file under $DAGSTER_HOME/logs, a line per asset here."""
+    from orchestration.progress import follow
+
     dg_cli = Path(sys.executable).with_name("dg")  # the dg of this environment
-    return subprocess.call([str(dg_cli), "launch", "--assets", selection])
+    logs = Path(dg.DagsterInstance.get().root_directory) / "logs"
+    log_path = logs / f"launch-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    return follow([str(dg_cli), "launch", "--assets", selection], expected, log_path)
 
 
 def _in_process(keys: list[dg.AssetKey]) -> int:
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m orchestration.launch",
         description=__doc__.split("\n\n")[0],
         epilog="examples:\n  python -m orchestration.launch --assets 'group:pose'\n"
-        "  python -m orchestration.launch --assets 'oxford_pets or image_catalog'\n"
+        "  python -m orchestration.launch --assets 'key:oxford_pets or key:image_catalog'\n"
         "  DAGSTER_HOME=dagster_home python -m orchestration.launch --changed --dry-run",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
@@ -86,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(keys)} assets selected: {', '.join(k.to_user_string() for k in keys)}")
         if args.dry_run:
             return 0
-        return _in_process(keys) if args.in_process else _dg_launch(args.assets)
+        return _in_process(keys) if args.in_process else _dg_launch(args.assets, len(keys))
 
     from orchestration.kit.resources import DataRoot
 
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.in_process:
         return _in_process(list(changed))
-    return _dg_launch(" or ".join(f"key:{k.to_user_string()}" for k in changed))
+    return _dg_launch(" or ".join(f"key:{k.to_user_string()}" for k in changed), len(changed))
 
 
 if __name__ == "__main__":

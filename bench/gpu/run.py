@@ -31,10 +31,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from models.backbones import build_trunk, extract_features  # noqa: E402
-from models.device import describe, mixed_precision  # noqa: E402
-from models.images import as_float  # noqa: E402
-from models.selfie.classifiers import (  # noqa: E402
+from models.backbones import build_trunk, extract_features
+from models.device import describe, mixed_precision
+from models.images import as_float
+from models.selfie.classifiers import (
     FineTuned,
     TrainSettings,
     TransferHead,

@@ -11,7 +11,6 @@ import csv
 import glob
 import io
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -119,11 +118,10 @@ def finish(rejected: list[tuple[str, str]]) -> None:
 
 
 def data_root_option(f):
-    from lenslab.params import REPO_ROOT
+    from lenslab.paths import default_data_root
 
     return click.option("--data-root", type=click.Path(path_type=Path),
-                        default=lambda: Path(os.environ.get("LENSLAB_DATA_ROOT",
-                                                            REPO_ROOT / "data")),
+                        default=default_data_root,
                         show_default="$LENSLAB_DATA_ROOT or data/",
                         help="The data tree holding the model registry.")(f)
 

@@ -1,18 +1,16 @@
 """Typed resources every asset may take: where the data lives, which torch device to use."""
 
 
-import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from lenslab.params import REPO_ROOT
-from lenslab.paths import DataLayout
+from lenslab.paths import DataLayout, default_data_root
 
 
 def _default_data_root() -> str:
-    return os.environ.get("LENSLAB_DATA_ROOT", str(REPO_ROOT / "data"))
+    return str(default_data_root())
 
 
 class DataRoot(dg.ConfigurableResource):

@@ -140,9 +140,10 @@ def test_dvc_stages_list_the_derived_files_and_follow_an_edit_in_a_fresh_copy(tm
                 "code_version for k in g.materializable_asset_keys}))")
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path),
            "DAGSTER_HOME": str(tmp_path), "PYTHONPATH": str(tmp_path)}
-    after = json.loads(subprocess.run([sys.executable, "-c", versions], cwd=tmp_path, env=env,
-                                      capture_output=True, text=True, check=True,
-                                      timeout=300).stdout.splitlines()[-1])
+    loaded = subprocess.run([sys.executable, "-c", versions], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    after = json.loads(loaded.stdout.splitlines()[-1])
     subprocess.run([sys.executable, "-m", "orchestration.dvc_stages", "--write"], cwd=tmp_path,
                    env=env, check=True, capture_output=True, timeout=300)
     written = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
@@ -153,3 +154,12 @@ def test_dvc_stages_list_the_derived_files_and_follow_an_edit_in_a_fresh_copy(tm
         moved = after[name] != graph.get(dg.AssetKey(name)).code_version
         assert moved == (name in runs_it), (seed, rel, name)
         assert (rel in written[name]["deps"]) == (name in runs_it), (seed, rel, name)
+
+
+def test_the_launch_line_shows_one_headline_figure_per_asset():
+    from orchestration.progress import headline
+
+    assert headline({"images": 12, "head_test_auc": 0.8123, "promoted": True}) == \
+        "head_test_auc 0.8123"
+    assert headline({"records": 1200, "mode": "synthetic"}) == "records 1,200"
+    assert headline({"promoted": True, "path": "x"}) == ""
