@@ -29,6 +29,9 @@ from lenslab.records import ParseResult
 
 SOURCE = "oxford_pets"
 WRAPPERS = ("oxford-iiit-pet",)
+# the two archives as downloaded, or the folders they unpack to (torchvision keeps both)
+DISTRIBUTION = reading.Distribution(files=("images.tar.gz", "annotations.tar.gz"),
+                                    folders=("images", "annotations"), wrappers=WRAPPERS)
 # CLASS-ID order (1..37): breed names sorted case-insensitively
 BREEDS = (
     "Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle",
