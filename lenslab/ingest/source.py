@@ -13,13 +13,16 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from lenslab import atomic
 from lenslab.errors import DataError
 from lenslab.paths import DataLayout
+
+if TYPE_CHECKING:
+    from lenslab.ingest.archives import UnpackReport
 
 Mode = Literal["synthetic", "local", "http"]
 MARKER_PREFIX = ".lenslab-"
@@ -52,7 +55,7 @@ class IngestResult:
     n_records: int
     n_rejected: int
     tables: dict[str, int]
-    skipped_members: list[tuple[str, str]]
+    skipped_members: list[dict[str, str]]  # member, archive ("" for distributed/), reason
     records_path: Path
     summary: dict[str, Any]
     rejected_preview: pd.DataFrame
@@ -245,6 +248,15 @@ def _scrape_manifest(spec: SourceSpec, dest: Path, settings: Any) -> dict[str, A
     return {"scrape_status": status["status"].value_counts().to_dict()}
 
 
+def skipped_members(unpacked: UnpackReport) -> list[dict[str, str]]:
+    """Every member that was not unpacked, with its archive and reason: those of each archive,
+    then the entries of distributed/ itself (archive "")."""
+    rows = [{"member": str(m), "archive": archive, "reason": str(r)}
+            for archive, report in sorted(unpacked.archives.items()) for m, r in report.skipped]
+    rows += [{"member": str(m), "archive": "", "reason": str(r)} for m, r in unpacked.skipped]
+    return rows
+
+
 def ingest_source(
     spec: SourceSpec, layout: DataLayout, http_settings: Any = None
 ) -> IngestResult:
@@ -260,14 +272,14 @@ def ingest_source(
     atomic.write_parquet(layout.records(spec.name), records)
     for name, table in parsed.tables.items():
         atomic.write_parquet(layout.raw(spec.name) / f"{name}.parquet", table)
-    skipped = [(str(m), str(r)) for m, r in unpacked.skipped]
+    skipped = skipped_members(unpacked)
     report = {
         "source": spec.name,
         "mode": spec.mode,
         "records": len(records),
         "rejected": parsed.rejected.astype(object).where(parsed.rejected.notna(), None)
         .to_dict(orient="records"),
-        "skipped_archive_members": [{"member": m, "reason": r} for m, r in skipped],
+        "skipped_archive_members": skipped,
         "tables": {k: len(v) for k, v in parsed.tables.items()},
         "acquisition": summary,
     }

@@ -161,3 +161,18 @@ def test_landmark_manifest_scrape_honours_opt_outs_and_retries_only_failures(
     asked = {h.path for h in fault_server.hits() if h.path != "/robots.txt"}
     ok_before = {u.removeprefix(fault_server.base_url) for u in by_url[by_url == "ok"].index}
     assert dead in asked and not (asked & ok_before)
+
+
+def test_skipped_archive_members_are_in_the_materialisation_metadata(tmp_path):
+    from tests.ingest.test_local_source import _hostile_selfies
+
+    mine = _hostile_selfies(tmp_path / "mine", tmp_path)
+    result = _materialize(tmp_path / "data", ["selfies"],
+                          {"selfies": {"mode": "local", "path": str(mine)}})
+    assert result.success
+    metadata = result.asset_materializations_for_node("selfies")[0].metadata
+    assert metadata["skipped_archive_members"].value == 3
+    table = metadata["skipped_members"].value
+    assert "../evil.txt" in table and "path escapes the destination" in table, table
+    assert "Selfie-dataset/passwd" in table and "Selfie-dataset.tar.gz" in table
+    assert "macOS AppleDouble" in metadata["skipped_by_reason"].value

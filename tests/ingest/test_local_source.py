@@ -120,3 +120,39 @@ def test_writes_in_the_data_root_never_reach_the_users_files(tmp_path):
         with open(tree / "photos" / "00" / "a.jpg", "r+b") as fh:  # an in-place edit
             fh.write(b"overwritten")
     assert (mine / "photos" / "00" / "a.jpg").read_bytes() == original
+
+
+def _hostile_selfies(folder: Path, tmp_path: Path) -> Path:
+    """The synthetic Selfie archive with hostile members and macOS junk added, as a local folder."""
+    from lenslab.synthetic.registry import GENERATORS
+
+    GENERATORS["selfies"](tmp_path / "gen", tmp_path / "gen-truth", seed=3, scale=0.1)
+    folder.mkdir()
+    with tarfile.open(tmp_path / "gen" / "Selfie-dataset.tar.gz") as src, \
+            tarfile.open(folder / "Selfie-dataset.tar.gz", "w:gz") as out:
+        for info in src:
+            out.addfile(info, src.extractfile(info) if info.isreg() else None)
+        for name, data in (("../evil.txt", b"escape"),
+                           ("Selfie-dataset/images/._0001.jpg", b"appledouble")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("Selfie-dataset/passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        out.addfile(link)
+    return folder
+
+
+def test_skipped_archive_members_are_in_the_ingest_report_with_their_reasons(tmp_path):
+    mine = _hostile_selfies(tmp_path / "mine", tmp_path)
+    layout = DataLayout(tmp_path / "data")
+    result = ingest_source(SourceSpec(name="selfies", mode="local", path=str(mine)), layout)
+    report = json.loads(layout.ingest_report("selfies").read_text())
+    skipped = {row["member"]: row for row in report["skipped_archive_members"]}
+    assert set(skipped) == {"../evil.txt", "Selfie-dataset/images/._0001.jpg",
+                            "Selfie-dataset/passwd"}, skipped
+    assert skipped["../evil.txt"]["reason"] == "path escapes the destination"
+    assert "AppleDouble" in skipped["Selfie-dataset/images/._0001.jpg"]["reason"]
+    assert "absolute" in skipped["Selfie-dataset/passwd"]["reason"]
+    assert {row["archive"] for row in skipped.values()} == {"Selfie-dataset.tar.gz"}
+    assert len(result.skipped_members) == 3
