@@ -1,7 +1,10 @@
 """Ingestion: one asset per source, each reading the dataset in its real distributed format."""
 
 
+import contextlib
+import logging
 from collections import Counter
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
@@ -31,6 +34,36 @@ DESCRIPTIONS = {
     "scenes.",
 }
 
+
+
+class _ToDagster(logging.Handler):
+    """Hands lenslab's log records to the run's Dagster log."""
+
+    def __init__(self, context: dg.AssetExecutionContext) -> None:
+        super().__init__(logging.INFO)
+        self.context = context
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.context.log.log(record.levelno, self.format(record))
+        except Exception:  # a log line must never fail the download it reports
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _logs_to(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Download progress (lenslab.ingest's Python logging) in the run's log while ingesting,
+    whatever the instance's python_logs setting."""
+    logger = logging.getLogger("lenslab.ingest")
+    handler, level = _ToDagster(context), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 MAX_SKIPPED_ROWS = 500  # real Oxford skips ~7k macOS ._* members: the report lists them all
@@ -131,7 +164,8 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
             seed=config.seed, scale=config.scale,
             knobs=knobs if config.mode == "synthetic" else {},
         )
-        result = ingest_source(spec, layout, http.settings())
+        with _logs_to(context):
+            result = ingest_source(spec, layout, http.settings())
         context.log.info(
             f"{source}: {result.n_records} images listed, {result.n_rejected} rows rejected, "
             f"{len(result.skipped_members)} archive members skipped "
