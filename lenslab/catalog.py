@@ -315,6 +315,19 @@ def catalog_summary(catalog: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
     }
 
 
+def unusable_images(catalog: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, str]:
+    """image_id -> why a stage that reads the catalog's first copies cannot use the image:
+    ``quarantined (<kind of reason>)`` or ``byte-duplicate`` (of another catalogued image).
+
+    Stages drop the rows and pairs that name such an image, counted by this reason, and go on.
+    """
+    kind = quarantine["reason"].astype(str).str.split(":", n=1).str[0]
+    out = {str(i): f"quarantined ({k})" for i, k in zip(quarantine["image_id"], kind, strict=True)}
+    duplicates = catalog.loc[catalog["duplicate_of"].notna(), "image_id"]
+    out.update({str(i): "byte-duplicate" for i in duplicates if i not in out})
+    return out
+
+
 def missing_normalised(catalog: pd.DataFrame, layout: DataLayout) -> list[str]:
     """image_ids whose normalised copy is not on disk."""
     return sorted(image_id for image_id, rel in zip(catalog["image_id"], catalog["normalised_path"],
