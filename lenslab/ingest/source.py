@@ -119,8 +119,11 @@ def _copy_local(files: dict[str, Path], dest: Path, previous: Path) -> int:
         old, stat = previous / rel, src.stat()
         try:
             old_stat = old.stat()
-            if (old_stat.st_size, old_stat.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-                os.link(old, target)  # our own earlier copy, not the user's file
+            # never the user's own inode: data roots from before copies hard-linked them
+            ours = (old_stat.st_dev, old_stat.st_ino) != (stat.st_dev, stat.st_ino)
+            if ours and (old_stat.st_size, old_stat.st_mtime_ns) == (stat.st_size,
+                                                                      stat.st_mtime_ns):
+                os.link(old, target)
                 continue
         except OSError:
             pass

@@ -156,3 +156,17 @@ def test_skipped_archive_members_are_in_the_ingest_report_with_their_reasons(tmp
     assert "absolute" in skipped["Selfie-dataset/passwd"]["reason"]
     assert {row["archive"] for row in skipped.values()} == {"Selfie-dataset.tar.gz"}
     assert len(result.skipped_members) == 3
+
+
+def test_a_data_root_that_hard_linked_the_users_files_gets_copies(tmp_path):
+    import os
+
+    mine = _preferences(tmp_path / "mine")
+    layout = DataLayout(tmp_path / "data")
+    ingest_source(_local(mine), layout)
+    old = layout.distributed(SOURCE) / "photos" / "00" / "a.jpg"
+    old.unlink()
+    os.link(mine / "photos" / "00" / "a.jpg", old)  # what local mode used to do
+    (mine / "photos" / "01" / "c.jpg").unlink()  # any change re-acquires
+    ingest_source(_local(mine), layout)
+    assert not os.path.samefile(old, mine / "photos" / "00" / "a.jpg")
