@@ -1,6 +1,7 @@
 """Personalised aesthetics: worker split, generic model, per-user models, enhancement, saliency."""
 
 import time
+from collections import Counter
 
 import dagster as dg
 import numpy as np
@@ -150,8 +151,17 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
     root = data_root.layout().root
     ratings = pd.read_parquet(data_root.layout().raw("flickr_aes") / "ratings.parquet")
     workers = pd.read_parquet(layout.workers)
-    ids = sorted(ratings["image_id"].unique())
-    paths = image_paths(pd.read_parquet(data_root.layout().catalog), ids)
+    paths, dropped = image_paths(pd.read_parquet(data_root.layout().catalog),
+                                 sorted(ratings["image_id"].unique()),
+                                 pd.read_parquet(data_root.layout().quarantine))
+    # a quarantined image's ratings go, the rest of the dataset stays
+    dropped_ratings = int(ratings["image_id"].isin(dropped).sum())
+    ratings = ratings[~ratings["image_id"].isin(dropped)]
+    dropped_by_reason = dict(Counter(dropped.values()))
+    if dropped:
+        context.log.warning(f"dropped {len(dropped)} rated image(s) and their {dropped_ratings} "
+                            f"rating(s): {dropped_by_reason}, e.g. {next(iter(dropped))}")
+    ids = list(paths.index)
     torch_device = device.torch_device()
     trunk = build_trunk(config.backbone)
     prefix = Prefix(trunk, config.frozen_stages).to(torch_device).eval()
@@ -200,6 +210,8 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
         "ridge_head_val_spearman": summary["ridge_val_spearman"],
         "best_epoch": result.best_epoch, "train_images": len(fit_ids),
         "val_images": len(val_ids), "cached_images": len(ids),
+        "dropped_images": len(dropped), "dropped_ratings": dropped_ratings,
+        "dropped_by_reason": dg.MetadataValue.json(dropped_by_reason),
         "feature_seconds": round(feature_seconds, 2), "train_seconds": round(train_seconds, 2),
         "device": summary["device"], "history": dg.MetadataValue.json(result.history),
         "path": path_value(layout.model),
@@ -348,6 +360,7 @@ def enhanced_photos(context: dg.AssetExecutionContext, config: EnhanceConfig,
     prefix, generic, _, _ = _networks(config, data_root)
     draws = pd.read_parquet(layout.draws)
     catalog = pd.read_parquet(data_root.layout().catalog)
+    quarantine = pd.read_parquet(data_root.layout().quarantine)
     torch_device = device.torch_device()
     generic_scorer = Scorer(prefix, generic, config.image_size).to(torch_device).eval()
     rows = []
@@ -357,8 +370,10 @@ def enhanced_photos(context: dg.AssetExecutionContext, config: EnhanceConfig,
         scorer = Scorer(prefix, net, config.image_size).to(torch_device).eval()
         held = draws[(draws["worker"] == worker) & (draws["k"] == k) & (draws["repeat"] == 0)
                      & (draws["role"] == "heldout")].head(config.photos_per_worker)
-        images = load_images([root / p for p in image_paths(catalog, list(held["image_id"]))],
-                             config.size).float().div(255).to(torch_device)
+        paths, _ = image_paths(catalog, list(held["image_id"]), quarantine)
+        held = held[held["image_id"].isin(paths.index)]
+        images = load_images([root / p for p in paths], config.size).float().div(255).to(
+            torch_device)
         for image_id, image in zip(held["image_id"], images, strict=True):
             pixel = pixel_ascent(scorer, image, config.steps, config.step_size, config.epsilon)
             edited, values = edit_ascent(scorer, image, config.steps, config.edit_lr,
@@ -425,8 +440,10 @@ def saliency_maps(config: SaliencyConfig, data_root: DataRoot,
     draws = pd.read_parquet(layout.draws)
     held = draws[(draws["role"] == "heldout") & (draws["repeat"] == 0)]
     picks = sorted(held["image_id"].unique())[:config.samples]
-    images = load_images([data_root.layout().root / p for p in
-                          image_paths(pd.read_parquet(data_root.layout().catalog), picks)],
+    paths, _ = image_paths(pd.read_parquet(data_root.layout().catalog), picks,
+                           pd.read_parquet(data_root.layout().quarantine))
+    picks = list(paths.index)
+    images = load_images([data_root.layout().root / p for p in paths],
                          config.image_size).float().div(255)
     torch_device = device.torch_device()
     models = {"generic": generic}

@@ -47,12 +47,10 @@ CATALOG_STAGE = Stage(__name__,
 def image_catalog(
     context: dg.AssetExecutionContext, config: CatalogConfig, data_root: DataRoot
 ) -> dg.MaterializeResult:
-    from lenslab.catalog import build_catalog, catalog_summary, write_catalog
+    from lenslab.catalog import build_catalog, catalog_summary, read_source_records, write_catalog
 
     layout = data_root.layout()
-    records = pd.concat(
-        [pd.read_parquet(layout.records(s)) for s in SOURCES], ignore_index=True, sort=False
-    )
+    records = read_source_records(layout, SOURCES)
     result = build_catalog(
         records, layout, max_side=config.max_side, max_pixels=config.max_pixels,
         seed=config.seed, split_fractions={"train": config.train, "val": config.val,

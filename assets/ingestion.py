@@ -1,6 +1,10 @@
 """Ingestion: one asset per source, each reading the dataset in its real distributed format."""
 
 
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
@@ -30,6 +34,66 @@ DESCRIPTIONS = {
     "scenes.",
 }
 
+
+
+class _ToDagster(logging.Handler):
+    """Hands lenslab's log records to the run's Dagster log."""
+
+    def __init__(self, context: dg.AssetExecutionContext) -> None:
+        super().__init__(logging.INFO)
+        self.context = context
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.context.log.log(record.levelno, self.format(record))
+        except Exception:  # a log line must never fail the download it reports
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _logs_to(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Download progress (lenslab.ingest's Python logging) in the run's log while ingesting,
+    whatever the instance's python_logs setting."""
+    logger = logging.getLogger("lenslab.ingest")
+    handler, level = _ToDagster(context), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+MAX_SKIPPED_ROWS = 500  # real Oxford skips ~7k macOS ._* members: the report lists them all
+
+
+def _is_junk(row: dict[str, str]) -> bool:
+    return row["reason"].startswith("macOS")
+
+
+def _skipped_table(rows: list[dict[str, str]]) -> dg.MetadataValue:
+    """Every skipped member with its archive and reason, hostile ones first; past
+    MAX_SKIPPED_ROWS the rest are counted and left to ingest_report.json."""
+    if not rows:
+        return dg.MetadataValue.md("_(none)_")
+    ordered = sorted(rows, key=_is_junk)  # stable: archive order kept within each kind
+    frame = pd.DataFrame(ordered[:MAX_SKIPPED_ROWS], columns=["member", "archive", "reason"])
+    text = frame.to_markdown(index=False)
+    if len(ordered) > MAX_SKIPPED_ROWS:
+        text += f"\n\n…and {len(ordered) - MAX_SKIPPED_ROWS} more in ingest_report.json"
+    return dg.MetadataValue.md(text)
+
+
+def _skipped_log_lines(rows: list[dict[str, str]]) -> list[str]:
+    """One warning per hostile or odd member; macOS junk counted per archive and reason."""
+    lines = [f"skipped {r['member']} in {r['archive'] or 'distributed/'}: {r['reason']}"
+             for r in rows if not _is_junk(r)]
+    junk = Counter((r["archive"] or "distributed/", r["reason"]) for r in rows if _is_junk(r))
+    lines += [f"skipped {n} member(s) of {archive}: {reason}"
+              for (archive, reason), n in sorted(junk.items())]
+    return lines
 
 
 def source_stage(source: str) -> Stage:
@@ -100,12 +164,15 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
             seed=config.seed, scale=config.scale,
             knobs=knobs if config.mode == "synthetic" else {},
         )
-        result = ingest_source(spec, layout, http.settings())
+        with _logs_to(context):
+            result = ingest_source(spec, layout, http.settings())
         context.log.info(
             f"{source}: {result.n_records} images listed, {result.n_rejected} rows rejected, "
             f"{len(result.skipped_members)} archive members skipped "
             f"({'acquired' if result.acquired else 'reused'} {config.mode} data)"
         )
+        for line in _skipped_log_lines(result.skipped_members):
+            context.log.warning(line)
         for row in result.rejected_preview.itertuples():
             where = row.file if pd.isna(row.line) else f"{row.file}:{row.line}"
             context.log.warning(f"rejected {where}: {row.reason}")
@@ -119,6 +186,9 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
                 "records": result.n_records,
                 "rejected_rows": result.n_rejected,
                 "skipped_archive_members": len(result.skipped_members),
+                "skipped_members": _skipped_table(result.skipped_members),
+                "skipped_by_reason": counts_md(
+                    Counter(r["reason"] for r in result.skipped_members), ("reason", "members")),
                 "tables": counts_md(result.tables, ("table", "rows")),
                 "records_path": path_value(result.records_path),
                 "report_path": path_value(layout.ingest_report(source)),

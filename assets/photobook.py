@@ -35,6 +35,14 @@ def _embeddings(data_root: DataRoot) -> tuple[pd.DataFrame, np.ndarray, dict]:
     return table, np.stack(table["embedding"].to_numpy()).astype(np.float64), info
 
 
+def _unusable(data_root: DataRoot) -> dict[str, str]:
+    """Photos that have no embedding because the catalog quarantined or deduplicated them."""
+    from lenslab.catalog import unusable_images
+
+    layout = data_root.layout()
+    return unusable_images(pd.read_parquet(layout.catalog), pd.read_parquet(layout.quarantine))
+
+
 class ImageEmbeddingsConfig(dg.Config):
     sources: list[str] = param_field("photobook.sources",
                                      "Catalog sources to embed.")
@@ -150,7 +158,11 @@ def master_vectors(
     split = split_groups(groups, fractions, config.seed)
     train_photos = np.flatnonzero(split == "train")
     standardiser = Standardiser.fit(e[train_photos])
-    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"])
+    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"],
+                            _unusable(data_root))
+    if pairs.dropped:
+        context.log.warning(f"dropped {sum(pairs.dropped.values())} annotated pair(s) naming a "
+                            f"photo the catalog does not embed: {pairs.dropped}")
     tiers = photos["tier"].fillna(-1).to_numpy(dtype=int)
     by_split = split_pairs(pairs, split, tiers, config.tier_gap)
     pair_split, train, val = by_split.where, by_split.train, by_split.val
@@ -206,6 +218,8 @@ def master_vectors(
         "photos_per_split": dg.MetadataValue.json(common["photos"]),
         "pairs_per_split": dg.MetadataValue.json(common["pairs"]),
         "near_duplicate_groups": common["near_duplicate_groups"],
+        "dropped_pairs": sum(pairs.dropped.values()),
+        "dropped_pairs_by_reason": dg.MetadataValue.json(pairs.dropped),
         "val_curve": table_preview(pd.DataFrame(learned.curve), rows=len(learned.curve)),
         "path": path_value(layout.provenance),
     })
@@ -252,7 +266,8 @@ def photobook_rater(
     provenance = json.loads(layout.provenance.read_text())
     arrays = np.load(layout.vectors)
     split = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"], "split"]
-    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"])
+    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"],
+                            _unusable(data_root))
     by_split = split_pairs(pairs, split.to_numpy())
     val, test = by_split.val, by_split.test
     truth = true_quality(layout, photos["image_id"])

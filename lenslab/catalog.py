@@ -35,6 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lenslab import atomic
+from lenslab.errors import DataError
 from lenslab.images import Processed, process_batch
 from lenslab.paths import DataLayout
 from lenslab.records import RECORD_COLUMNS, SPLITS
@@ -60,6 +61,20 @@ class CatalogResult:
     catalog: pd.DataFrame
     quarantine: pd.DataFrame
     normalised_written: int = 0  # copies written by this build (0 on an unchanged rerun)
+
+
+def read_source_records(layout: DataLayout, sources: Sequence[str]) -> pd.DataFrame:
+    """Every source's records, concatenated; a source not yet ingested is a :class:`DataError`
+    naming it and the command that ingests it (not a bare FileNotFoundError on its parquet)."""
+    missing = [s for s in sources if not layout.records(s).is_file()]
+    if missing:
+        commands = "; ".join(f"python -m orchestration.launch --assets {s}" for s in missing)
+        raise DataError(layout.records(missing[0]),
+                        f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not been "
+                        f"ingested into this data root: run {commands} (or select the sources "
+                        "together with image_catalog)")
+    return pd.concat([pd.read_parquet(layout.records(s)) for s in sources],
+                     ignore_index=True, sort=False)
 
 
 def build_catalog(records: pd.DataFrame, layout: DataLayout, *, max_side: int, max_pixels: int,
@@ -298,6 +313,19 @@ def catalog_summary(catalog: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
         "quarantine_by_source": counts(quarantine["source"]),
         "quarantine_by_reason": counts(reason_kind),
     }
+
+
+def unusable_images(catalog: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, str]:
+    """image_id -> why a stage that reads the catalog's first copies cannot use the image:
+    ``quarantined (<kind of reason>)`` or ``byte-duplicate`` (of another catalogued image).
+
+    Stages drop the rows and pairs that name such an image, counted by this reason, and go on.
+    """
+    kind = quarantine["reason"].astype(str).str.split(":", n=1).str[0]
+    out = {str(i): f"quarantined ({k})" for i, k in zip(quarantine["image_id"], kind, strict=True)}
+    duplicates = catalog.loc[catalog["duplicate_of"].notna(), "image_id"]
+    out.update({str(i): "byte-duplicate" for i in duplicates if i not in out})
+    return out
 
 
 def missing_normalised(catalog: pd.DataFrame, layout: DataLayout) -> list[str]:

@@ -26,28 +26,45 @@ class Headline:
     system: str
     metric: str
     model: str
-    value: float
+    value: float | None  # None: not measurable on this data (see ``absent``)
     baseline_name: str
     baseline: float | None
     seed_figure: str  # what the seed reported, with its caveat; "" when it reported nothing
+    absent: str = ""  # why the figure is missing, e.g. no ground truth for real photos
 
     @property
     def gain(self) -> float | None:
-        return None if self.baseline is None else self.value - self.baseline
+        if self.value is None or self.baseline is None:
+            return None
+        return self.value - self.baseline
+
+
+NO_GROUND_TRUTH = "no ground truth (known only for the synthetic data)"
+
+
+def _needs_truth(system: str, metric: str, model: str, baseline_name: str,
+                 seed_figure: str = "") -> Headline:
+    """The row of a figure that only ground truth can give, where the data carry none."""
+    return Headline(system, metric, model, None, baseline_name, None, seed_figure,
+                    absent=NO_GROUND_TRUTH)
 
 
 def _style(m: Mapping[str, Any]) -> list[Headline]:
     ident = m["identification"]
     model, base = ident["test/embedding_classifier"], ident["test/baseline_logreg_features"]
+    nmi = ("style", "cluster NMI vs photographers", "KMeans, standardised features",
+           "seed's 4 raw features")
+    # clustering is scored against the true photographers, which only synthetic data know
+    clustering = m.get("clustering")
     return [
         Headline("style", "photographer top-1 (test)", "photographer embeddings", model["top1"],
                  "logistic regression on global features", base["top1"],
                  "not measured by the seed"),
         Headline("style", "photographer top-5 (test)", "photographer embeddings", model["top5"],
                  "logistic regression on global features", base["top5"], ""),
-        Headline("style", "cluster NMI vs photographers", "KMeans, standardised features",
-                 m["clustering"]["nmi_standardised"], "seed's 4 raw features",
-                 m["clustering"]["nmi_seed"], "not measured by the seed"),
+        Headline(*nmi[:3], clustering["nmi_standardised"], nmi[3], clustering["nmi_seed"],
+                 "not measured by the seed") if clustering
+        else _needs_truth(*nmi, "not measured by the seed"),
     ]
 
 
@@ -73,10 +90,12 @@ def _photobook(m: Mapping[str, Any]) -> list[Headline]:
             Headline("photobook", "calibration error (ECE, lower is better)",
                      "learned, Platt-calibrated", learned["ece"], "seed's RankSVM", svm["ece"],
                      "uncalibrated")]
+    truth = ("photobook", "held-out pairs ordered (true quality)", "learned master vector")
     if "accuracy_truth" in learned:
-        rows.insert(1, Headline("photobook", "held-out pairs ordered (true quality)",
-                                "learned master vector", learned["accuracy_truth"]["value"],
+        rows.insert(1, Headline(*truth, learned["accuracy_truth"]["value"],
                                 "seed's RankSVM", svm["accuracy_truth"]["value"], ""))
+    else:
+        rows.insert(1, _needs_truth(*truth, "seed's RankSVM"))
     return rows
 
 
@@ -141,6 +160,8 @@ def flat_metrics(rows: list[Headline]) -> dict[str, dict[str, float | None]]:
     """{system: {metric: value, metric (baseline): value}} for `dvc metrics show`."""
     out: dict[str, dict[str, float | None]] = {}
     for r in rows:
+        if r.value is None:  # absent figures are not metrics DVC could compare
+            continue
         out.setdefault(r.system, {})[r.metric] = round(r.value, 4)
         if r.baseline is not None:
             out[r.system][f"{r.metric} (baseline)"] = round(r.baseline, 4)
@@ -150,9 +171,9 @@ def flat_metrics(rows: list[Headline]) -> dict[str, dict[str, float | None]]:
 def headline_plot(rows: list[Headline], path: Path) -> None:
     """Model vs baseline per headline metric, as horizontal bars."""
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.2))
-    labels = [f"{r.system}: {r.metric}" for r in rows]
+    labels = [f"{r.system}: {r.metric}" + (" (absent)" if r.value is None else "") for r in rows]
     y = range(len(rows))
-    ax.barh([i + 0.2 for i in y], [r.value for r in rows], height=0.4, label="model")
+    ax.barh([i + 0.2 for i in y], [r.value or 0 for r in rows], height=0.4, label="model")
     ax.barh([i - 0.2 for i in y], [r.baseline or 0 for r in rows], height=0.4,
             label="baseline", alpha=0.6)
     ax.set_yticks(list(y), labels, fontsize=8)
@@ -176,7 +197,8 @@ def markdown(rows: list[Headline], missing: list[str], counts: Mapping[str, int]
              "", "| system | metric | model | value | baseline | baseline value | gain | seed |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.system} | {r.metric} | {r.model} | {_fmt(r.value)} | "
+        value = f"absent: {r.absent}" if r.value is None else _fmt(r.value)
+        lines.append(f"| {r.system} | {r.metric} | {r.model} | {value} | "
                      f"{r.baseline_name} | {_fmt(r.baseline)} | {_fmt(r.gain)} | "
                      f"{r.seed_figure or '–'} |")
     if missing:

@@ -158,15 +158,23 @@ def validation_images(image_ids: list[str], fraction: float, seed: int) -> set[s
     return {ids[i] for i in rng(seed, "aesthetics", "validation").permutation(len(ids))[:n]}
 
 
-def image_paths(catalog: pd.DataFrame, image_ids: list[str]) -> pd.Series:
-    """image_id -> normalised path in the catalog; a rated image missing from it is an error."""
+def image_paths(catalog: pd.DataFrame, image_ids: list[str], quarantine: pd.DataFrame
+                ) -> tuple[pd.Series, dict[str, str]]:
+    """(image_id -> normalised path of the usable ``image_ids``, in order; image_id -> why it was
+    dropped). A rated image the catalog quarantined is dropped with the reason, so one bad file
+    does not stop the stage; one neither catalogued nor quarantined is an error (the catalog is
+    older than the ratings)."""
+    from lenslab.catalog import unusable_images
+
     rows = catalog[catalog["source"] == "flickr_aes"].drop_duplicates("image_id")
     paths = rows.set_index("image_id")["normalised_path"]
-    missing = sorted(set(image_ids) - set(paths.index))
+    unusable = unusable_images(catalog, quarantine)
+    dropped = {i: unusable[i] for i in image_ids if i not in paths.index and i in unusable}
+    missing = sorted(set(image_ids) - set(paths.index) - set(dropped))
     if missing:
         raise DataError(Path("catalog/image_catalog.parquet"),
                         f"{len(missing)} rated images not in the catalog, e.g. {missing[0]}")
-    return paths.loc[image_ids]
+    return paths.loc[[i for i in image_ids if i not in dropped]], dropped
 
 
 def report_markdown(metrics: dict, figures: dict[str, str]) -> str:

@@ -34,6 +34,8 @@ SCORES_FILE = "FLICKR-AES_image_score.txt"
 IMAGES_DIR = "40K"
 WRAPPERS = ("FLICKR-AES-001",)
 COLUMNS = ("worker", "imagePair", "score")
+DISTRIBUTION = reading.Distribution(files=("FLICKR-AES-001.zip", RATINGS_FILE, SCORES_FILE),
+                                    folders=(IMAGES_DIR,), wrappers=WRAPPERS)
 TEST_WORKER_RATINGS = (105, 171)  # inclusive; one published reconstruction of the split
 RECORD_DTYPES = {"image_id": "str", "source": "str", "path": "str", "split": "str",
                  "mean_score": "float64", "n_ratings": "int64"}

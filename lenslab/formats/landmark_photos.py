@@ -44,6 +44,10 @@ LABELS_FILE = "labels.csv"
 MANIFEST_FILE = "manifest.csv"
 KEYPOINTS_FILE = "annotations/person_keypoints.json"
 MASK_STEM_SUFFIX = "_pose"
+# Data/ with its manifest and keypoints; without Data/, a bare <Site>/<Pose>/ tree or one
+# folder wrapping Data/ (any name): every visible folder is then the dataset's
+DISTRIBUTION = reading.Distribution(files=(MANIFEST_FILE, LABELS_FILE),
+                                    folders=(DATA_DIR, "annotations"), any_folder=True)
 
 LABELS_COLUMNS = ("Site", "Pose", "Path", "label")
 MANIFEST_REQUIRED = ("url", "site", "pose")

@@ -29,6 +29,9 @@ from lenslab.records import ParseResult
 
 SOURCE = "oxford_pets"
 WRAPPERS = ("oxford-iiit-pet",)
+# the two archives as downloaded, or the folders they unpack to (torchvision keeps both)
+DISTRIBUTION = reading.Distribution(files=("images.tar.gz", "annotations.tar.gz"),
+                                    folders=("images", "annotations"), wrappers=WRAPPERS)
 # CLASS-ID order (1..37): breed names sorted case-insensitively
 BREEDS = (
     "Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle",
@@ -76,37 +79,58 @@ def parse_list_row(fields: list[str]) -> dict | str:
             "breed_id": breed_id}
 
 
-def _read_list(path: Path, data_root: Path) -> tuple[dict[str, tuple[int, dict]], list]:
+def _read_list(path: Path, data_root: Path) -> tuple[dict[str, tuple[int, dict]], list,
+                                                      dict[str, str]]:
+    """(labels by stem, rejected rows, the reason each refused stem's row was rejected)."""
     label = reading.relative_posix(path, data_root)
     labels: dict[str, tuple[int, dict]] = {}
     rejected: list[reading.Rejected] = []
+    refused: dict[str, str] = {}
     for line, fields in reading.whitespace_rows(path):
         row = parse_list_row(fields)
         if isinstance(row, str):
             rejected.append((label, line, row))
+            refused.setdefault(fields[0], row)
         elif row["stem"] in labels:
             rejected.append((label, line, f"duplicate image {row['stem']}"))
         else:
             labels[row["stem"]] = (line, row)
-    return labels, rejected
+    return labels, rejected, refused
 
 
-def _read_splits(annotations: Path, data_root: Path,
-                 listed: dict) -> tuple[dict[str, str], list[reading.Rejected]]:
+def _read_splits(annotations: Path, data_root: Path, listed: dict, refused: dict[str, str]
+                 ) -> tuple[dict[str, str], dict[str, tuple[str, int, dict]],
+                            list[reading.Rejected]]:
+    """(split by stem, labels taken from a split file, rejected rows).
+
+    The split files repeat list.txt's columns, so an image whose list.txt row was refused keeps
+    its labels from its split row when that row is sound; a split row that fails the same way
+    as its list.txt row is not reported twice (one error per cause).
+    """
     splits: dict[str, str] = {}
+    adopted: dict[str, tuple[str, int, dict]] = {}
     rejected: list[reading.Rejected] = []
     for name, split in (("trainval.txt", "train"), ("test.txt", "test")):
         path = reading.require_file(annotations / name, "split file")
         label = reading.relative_posix(path, data_root)
         for line, fields in reading.whitespace_rows(path):
             stem = fields[0]
-            if stem not in listed:
-                rejected.append((label, line, f"{stem} is not in list.txt"))
-            elif stem in splits:
+            if stem in splits:
                 rejected.append((label, line, f"{stem} is already in the {splits[stem]} split"))
-            else:
-                splits[stem] = split
-    return splits, rejected
+                continue
+            if stem not in listed and stem in refused:
+                row = parse_list_row(fields)
+                if isinstance(row, dict):
+                    adopted[stem] = (label, line, row)
+                else:
+                    if row != refused[stem]:
+                        rejected.append((label, line, row))
+                    continue
+            elif stem not in listed:
+                rejected.append((label, line, f"{stem} is not in list.txt"))
+                continue
+            splits[stem] = split
+    return splits, adopted, rejected
 
 
 def _head_boxes(xmls: Path, ids: dict[str, str], data_root: Path) -> tuple[pd.DataFrame, list]:
@@ -139,8 +163,8 @@ def parse(extracted: Path, data_root: Path) -> ParseResult:
     if not images_dir.is_dir():
         raise DataError(images_dir, "missing Oxford-IIIT Pet images folder")
     list_path = annotations / "list.txt"
-    listed, rejected = _read_list(list_path, data_root)
-    splits, split_rejected = _read_splits(annotations, data_root, listed)
+    listed, rejected, refused = _read_list(list_path, data_root)
+    splits, adopted, split_rejected = _read_splits(annotations, data_root, listed, refused)
     rejected += split_rejected
 
     files, junk = reading.image_files(images_dir, data_root)
@@ -169,7 +193,13 @@ def parse(extracted: Path, data_root: Path) -> ParseResult:
             rows.append(record(by_stem[stem], labels))
         else:
             rejected.append((list_label, line, f"image file missing: images/{stem}.jpg"))
-    rows += [record(path, None) for stem, path in by_stem.items() if stem not in listed]
+    for stem, (label, line, labels) in adopted.items():
+        if stem in by_stem:
+            rows.append(record(by_stem[stem], labels))
+        else:
+            rejected.append((label, line, f"image file missing: images/{stem}.jpg"))
+    rows += [record(path, None) for stem, path in by_stem.items()
+             if stem not in listed and stem not in adopted]
     records = reading.frame(rows, RECORD_DTYPES)
 
     ids = dict(zip([Path(p).stem for p in records["path"]], records["image_id"], strict=True))

@@ -23,6 +23,7 @@ SOURCE = "photo_preferences"
 PHOTOS_DIR = "photos"
 PAIRS_FILE = "pairs.csv"
 PAIR_COLUMNS = ("left", "right", "winner")
+DISTRIBUTION = reading.Distribution(files=(PAIRS_FILE,), folders=(PHOTOS_DIR,))
 WINNERS = ("left", "right")
 RECORD_DTYPES = {"image_id": "str", "source": "str", "path": "str", "split": "str",
                  "tier": "Int64"}

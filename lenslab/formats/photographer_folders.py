@@ -28,6 +28,8 @@ from lenslab.formats import reading
 from lenslab.records import ParseResult
 
 SOURCE = "photographer_folders"
+# every folder is a photographer; a zip of the export is taken when the path names it
+DISTRIBUTION = reading.Distribution(any_folder=True)
 RECORD_DTYPES = {"image_id": "str", "source": "str", "path": "str", "split": "str",
                  "photographer": "str", "base": "str"}
 

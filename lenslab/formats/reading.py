@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +21,45 @@ from lenslab.errors import DataError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
 Rejected = tuple[str, int | None, str]
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """The top-level files and folders a dataset is distributed as, by name.
+
+    A local source takes only these from the user's folder (see :meth:`select`); everything else
+    there (other projects, notes, unrelated archives) is left where it is and reported.
+    ``wrappers`` are folders the dataset may arrive inside (the same names are looked for in
+    them); ``any_folder`` takes every visible folder when none of ``folders`` is there (a layout
+    whose folder names are labels: photographers, or a bare ``<Site>/<Pose>/`` tree).
+    """
+
+    files: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()
+    wrappers: tuple[str, ...] = ()
+    any_folder: bool = False
+
+    def select(self, folder: Path) -> tuple[list[str], list[str]]:
+        """(taken, left out): top-level entries of ``folder`` as POSIX paths relative to it.
+
+        Hidden entries (``.DS_Store``, ``.git``) are neither taken nor reported.
+        """
+        taken: list[str] = []
+        left: list[str] = []
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        named_folder = any(p.is_dir() and p.name in self.folders for p in entries)
+        for entry in entries:
+            if entry.is_dir() and entry.name in self.wrappers:
+                inner_taken, inner_left = self.select(entry)
+                taken += [f"{entry.name}/{t}" for t in inner_taken]
+                left += [f"{entry.name}/{t}" for t in inner_left]
+                continue
+            if entry.is_dir():
+                take = entry.name in self.folders or (self.any_folder and not named_folder)
+            else:
+                take = entry.is_file() and entry.name in self.files
+            (taken if take else left).append(entry.name)
+        return taken, left
 
 
 def relative_posix(path: Path, root: Path) -> str:

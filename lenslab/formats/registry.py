@@ -1,4 +1,5 @@
-"""Every dataset parser by source name (``PARSERS[source](extracted, data_root) -> ParseResult``).
+"""Every dataset parser by source name (``PARSERS[source](extracted, data_root) -> ParseResult``),
+and the files each dataset is distributed as (``distribution(source)``).
 
 Entries import their module on first call (see lenslab.lazy); ``available()`` names those that
 exist.
@@ -6,6 +7,9 @@ exist.
 
 from __future__ import annotations
 
+import importlib
+
+from lenslab.formats.reading import Distribution
 from lenslab.lazy import LazyFunction
 
 PARSERS: dict[str, LazyFunction] = {
@@ -21,3 +25,8 @@ PARSERS: dict[str, LazyFunction] = {
 def available() -> list[str]:
     """Sources whose parser module exists."""
     return [name for name, fn in PARSERS.items() if fn.available()]
+
+
+def distribution(source: str) -> Distribution:
+    """What a local copy of ``source`` takes from the user's folder (its format module says)."""
+    return importlib.import_module(PARSERS[source].module).DISTRIBUTION

@@ -28,6 +28,8 @@ SOURCE = "selfies"
 WRAPPER = "Selfie-dataset"
 LIST_FILE = "selfie_dataset.txt"
 IMAGES_DIR = "images"
+DISTRIBUTION = reading.Distribution(files=("Selfie-dataset.tar.gz", LIST_FILE, "README.txt"),
+                                    folders=(IMAGES_DIR,), wrappers=(WRAPPER,))
 ATTRIBUTES = (
     "partial_faces", "is_female", "baby", "child", "teenager", "youth", "middle_age", "senior",
     "white", "black", "asian", "oval_face", "round_face", "heart_face", "smiling", "mouth_open",

@@ -340,40 +340,80 @@ def _move_entries(tmp: Path, dest: Path, top_level: list[str]) -> None:
 
 def unpack_distribution(distributed: Path, extracted: Path, *, max_members: int = MAX_MEMBERS,
                         max_total_bytes: int = MAX_TOTAL_BYTES) -> UnpackReport:
-    """Mirror ``distributed/`` into ``extracted/`` with every archive unpacked.
+    """Rebuild ``extracted/`` as ``distributed/`` with every archive unpacked.
 
     An archive (found by its bytes) at ``distributed/a/x.tar`` is extracted into ``extracted/a/``;
     every other file is hard-linked (copied where links are impossible) to the same relative path,
-    so parsers read one tree whatever the dataset shipped. Files that vanished from
-    ``distributed/`` are not removed from ``extracted/``.
+    so parsers read one tree whatever the dataset shipped. The tree is built whole in a temporary
+    folder beside ``extracted/`` and swapped in, so what left ``distributed/`` leaves it too. An
+    archive unchanged since the previous build is not read again: its entries are hard-linked from
+    the previous tree (``reused=True``).
     """
     distributed, extracted = Path(distributed), Path(extracted)
     report = UnpackReport()
-    extracted.mkdir(parents=True, exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(distributed):
-        here = Path(dirpath)
-        rel_dir = here.relative_to(distributed)
-        for name in sorted(dirnames):
-            rel = (rel_dir / name).as_posix()
-            if junk_reason(rel) or (here / name).is_symlink():
-                report.skipped.append((rel, junk_reason(rel) or "symbolic link"))
-                dirnames.remove(name)
-            else:
-                (extracted / rel).mkdir(parents=True, exist_ok=True)
-        dirnames.sort()
-        for name in sorted(filenames):
-            src, rel = here / name, (rel_dir / name).as_posix()
-            reason = junk_reason(rel) or ("symbolic link" if src.is_symlink() else None)
-            if reason:
-                report.skipped.append((rel, reason))
-            elif archive_format(src):
-                report.archives[rel] = extract_archive(
-                    src, extracted / rel_dir, max_members=max_members,
-                    max_total_bytes=max_total_bytes)
-            else:
-                _link_or_copy(src, extracted / rel)
-                report.linked.append(rel)
+    with atomic.atomic_dir(extracted) as tmp:
+        for dirpath, dirnames, filenames in os.walk(distributed):
+            here = Path(dirpath)
+            rel_dir = here.relative_to(distributed)
+            for name in sorted(dirnames):
+                rel = (rel_dir / name).as_posix()
+                if junk_reason(rel) or (here / name).is_symlink():
+                    report.skipped.append((rel, junk_reason(rel) or "symbolic link"))
+                    dirnames.remove(name)
+                else:
+                    (tmp / rel).mkdir(parents=True, exist_ok=True)
+            dirnames.sort()
+            for name in sorted(filenames):
+                src, rel = here / name, (rel_dir / name).as_posix()
+                reason = junk_reason(rel) or ("symbolic link" if src.is_symlink() else None)
+                if reason:
+                    report.skipped.append((rel, reason))
+                elif archive_format(src):
+                    report.archives[rel] = _reuse_or_extract(
+                        src, extracted / rel_dir, tmp / rel_dir, max_members=max_members,
+                        max_total_bytes=max_total_bytes)
+                else:
+                    _link_or_copy(src, tmp / rel)
+                    report.linked.append(rel)
     return report
+
+
+def _reuse_or_extract(archive: Path, previous: Path, dest: Path, *, max_members: int,
+                      max_total_bytes: int) -> ExtractReport:
+    """Extract ``archive`` into ``dest``, or link its entries from the ``previous`` tree when that
+    holds an extraction of the unchanged archive."""
+    marker = previous / MARKER_DIR / f"{archive.name}.json"
+    recorded = _read_marker(marker)
+    stat = archive.stat()
+    if not (recorded and recorded["size"] == stat.st_size
+            and recorded["mtime_ns"] == stat.st_mtime_ns
+            and all((previous / top).exists() or (previous / top).is_symlink()
+                    for top in recorded["top_level"])):
+        return extract_archive(archive, dest, max_members=max_members,
+                               max_total_bytes=max_total_bytes)
+    _check_no_overlap(archive, dest, recorded["top_level"])
+    for top in recorded["top_level"]:
+        _link_tree(previous / top, dest / top)
+    _link_tree(marker, dest / MARKER_DIR / marker.name)
+    saved = recorded["report"]
+    return ExtractReport(saved["archive"], saved["format"], saved["extracted"],
+                         [tuple(s) for s in saved["skipped"]], reused=True)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link a file or a tree (symbolic links recreated as links, never followed)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    elif src.is_file():
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    else:
+        dst.mkdir(exist_ok=True)
+        for child in sorted(src.iterdir()):
+            _link_tree(child, dst / child.name)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -12,7 +12,10 @@ One primitive, ``download_file``, that every source with an ``http`` mode uses:
 * retries transient failures with exponential backoff and jitter, honouring ``Retry-After``;
 * enforces a total deadline per file (the read timeout is per chunk, so a slow drip never trips it)
   and a byte cap;
-* shares a per-host concurrency and rate limit between threads (``HostLimiter``).
+* shares a per-host concurrency and rate limit between threads (``HostLimiter``);
+* logs (Python logging, logger ``lenslab.ingest.http``, which Dagster captures) each download
+  started, each retry with its wait, and each download finished (bytes, rate) or failed: the
+  progress bar shows only on a terminal.
 
 Every failure is a ``DownloadError`` (a ``lenslab.errors.DataError``) naming the URL and reason.
 """
@@ -24,6 +27,7 @@ import dataclasses
 import email.utils
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -43,6 +47,7 @@ from tqdm import tqdm
 from lenslab.errors import DataError
 
 Expect = Literal["archive", "image"] | None
+log = logging.getLogger(__name__)
 
 # Statuses worth another try: timeouts, "too early", rate limiting and server-side trouble.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -387,6 +392,8 @@ class _Job:
     progress: bool
     hash_md5: bool
     sync_dir: bool
+    log_level: int = logging.INFO
+    started: float = dataclasses.field(default_factory=time.monotonic)
 
     def hashes(self) -> _Hashes:
         return _Hashes(self.hash_md5 or self.md5 is not None)
@@ -431,6 +438,7 @@ def download_file(
     check_headers: Callable[[httpx.Response], None] | None = None,
     hash_md5: bool = True,
     sync_dir: bool = True,
+    log_level: int = logging.INFO,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` atomically, verified against the pinned hash(es) if given.
 
@@ -443,6 +451,8 @@ def download_file(
     ``hash_md5=False`` skips the MD5 unless one is pinned (``DownloadResult.md5`` is then None).
     ``sync_dir=False`` skips the fsync of ``dest``'s folder after the rename (the file itself is
     always fsynced): for callers that rename the file again and sync the folder once themselves.
+    ``log_level`` is that of the started, finished and failed lines (a scrape of thousands of
+    images passes DEBUG and logs its own summary); a retry is always a WARNING.
     """
     settings = settings or HttpSettings.default()
     dest = Path(dest)
@@ -462,12 +472,23 @@ def download_file(
     job = _Job(
         url, dest, sha256, md5, max_bytes if max_bytes is not None else settings.max_bytes,
         expect, settings, time.monotonic() + settings.deadline_s, check_headers, progress,
-        hash_md5, sync_dir,
+        hash_md5, sync_dir, log_level,
     )
+    log.log(log_level, "downloading %s to %s", url, dest.name)
     own_client = client is None
     client = client or make_client(settings, max_connections=settings.per_host_concurrency)
     try:
-        return _with_retries(job, client, limiter or shared_limiter(settings))
+        result = _with_retries(job, client, limiter or shared_limiter(settings))
+    except DownloadError as exc:
+        failed_level = logging.ERROR if log_level >= logging.INFO else log_level
+        log.log(failed_level, "download failed after %d attempt(s): %s", exc.attempts, exc)
+        raise
+    else:
+        seconds = time.monotonic() - job.started
+        log.log(log_level, "downloaded %s: %s bytes in %.1f s (%s/s)%s", url,
+                f"{result.bytes:,}", seconds, human_bytes(result.bytes / max(seconds, 1e-3)),
+                ", resumed" if result.resumed else "")
+        return result
     finally:
         if own_client:
             client.close()
@@ -502,7 +523,20 @@ def _with_retries(job: _Job, client: httpx.Client, limiter: HostLimiter) -> Down
             err = job.deadline_error(f"after {attempt} attempts (last: {last.reason})")
             err.status, err.attempts = last.status, attempt
             raise err
+        log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", job.url, last.reason, delay,
+                    attempt + 1, settings.retries + 1)
         time.sleep(delay)
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as "812 B", "3.4 MB" (decimal units, as rates are usually quoted)."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def _resume_point(job: _Job) -> tuple[int, dict[str, Any]]:

@@ -24,6 +24,7 @@ over worker processes that split the per-host limits between them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import os
 import pickle
@@ -52,8 +53,11 @@ from lenslab.ingest.http import (
     HttpSettings,
     download_file,
     fsync_dir,
+    human_bytes,
     make_client,
 )
+
+log = logging.getLogger(__name__)
 
 OK = "ok"
 SKIPPED_ROBOTS = "skipped_robots"
@@ -217,6 +221,7 @@ def _fetch_one(
             url, tmp, settings=settings, client=client, progress=False,
             max_bytes=settings.max_image_bytes, expect="image", limiter=limiter,
             check_headers=check_headers, hash_md5=False, sync_dir=False,
+            log_level=logging.DEBUG,  # one line per image would drown the run's log
         )
     except DownloadError as exc:
         status = SKIPPED_X_ROBOTS if isinstance(exc, OptOutError) else FAILED
@@ -470,6 +475,9 @@ def scrape_manifest(
         unsynced.clear()
         write_parquet(status_path, _frame([rows[u] for u in order if u in rows]))
 
+    log.info("scraping %d URL(s) into %s (%d kept from an earlier run)", len(todo), dest_root,
+             len(order) - len(todo))
+    started = time.monotonic()
     show = progress and sys.stderr.isatty()
     saved_at = time.monotonic()
     with tqdm(total=len(todo), unit="url", disable=not show) as bar:
@@ -495,4 +503,17 @@ def scrape_manifest(
                              take)
         finally:
             save()
-    return _frame([rows[u] for u in order])
+    table = _frame([rows[u] for u in order])
+    _log_summary(table, {r["url"] for r in todo}, time.monotonic() - started)
+    return table
+
+
+def _log_summary(table: pd.DataFrame, fetched: set[str], seconds: float) -> None:
+    """One line for the URLs this run tried: statuses, bytes and rate; one per failure."""
+    mine = table[table["url"].isin(fetched)]
+    statuses = ", ".join(f"{n} {s}" for s, n in mine["status"].value_counts().items())
+    size = float(mine.loc[mine["status"] == OK, "bytes"].fillna(0).sum()) if len(mine) else 0.0
+    log.info("scraped %d URL(s) in %.1f s: %s; %s bytes (%s/s)", len(mine), seconds,
+             statuses or "nothing to do", f"{size:,.0f}", human_bytes(size / max(seconds, 1e-3)))
+    for row in mine[mine["status"] == FAILED].itertuples():
+        log.warning("failed %s: %s", row.url, row.reason)

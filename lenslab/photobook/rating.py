@@ -15,6 +15,8 @@ a validation pair otherwise. "Strict" test pairs show two test photos.
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +155,8 @@ class Pairs:
     first: np.ndarray
     second: np.ndarray
     y: np.ndarray
+    # annotated pairs left out, by reason (see annotated_pairs); not carried by take or +
+    dropped: dict[str, int] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -165,15 +169,28 @@ class Pairs:
                      np.r_[self.y, other.y])
 
 
-def annotated_pairs(pairs: pd.DataFrame, image_ids: pd.Series) -> Pairs:
-    """The preference table (left, right, winner) as index pairs; unknown photos are an error."""
+def annotated_pairs(pairs: pd.DataFrame, image_ids: pd.Series,
+                    unusable: Mapping[str, str] | None = None) -> Pairs:
+    """The preference table (left, right, winner) as index pairs.
+
+    A pair naming a photo that is not among ``image_ids`` but is in ``unusable`` (image_id ->
+    reason, :func:`lenslab.catalog.unusable_images`: quarantined, byte-duplicate) is dropped and
+    counted by that reason in ``Pairs.dropped``; any other unknown photo is an error.
+    """
+    unusable = unusable or {}
     index = pd.Series(np.arange(len(image_ids)), index=image_ids.to_numpy())
-    missing = sorted(set(pairs["left"]).union(pairs["right"]) - set(index.index))
+    known = set(index.index)
+    missing = sorted(set(pairs["left"]).union(pairs["right"]) - known - set(unusable))
     if missing:
         raise ValueError(f"pairs name {len(missing)} photo(s) not in the embeddings, "
                          f"e.g. {missing[:3]}")
-    return Pairs(index[pairs["left"]].to_numpy(), index[pairs["right"]].to_numpy(),
-                 (pairs["winner"] == "left").to_numpy())
+    reasons = [next((unusable[p] for p in (left, right) if p not in known), None)
+               for left, right in zip(pairs["left"], pairs["right"], strict=True)]
+    keep = np.array([r is None for r in reasons], dtype=bool)
+    dropped = dict(Counter(r for r in reasons if r is not None))
+    kept = pairs[keep]
+    return Pairs(index[kept["left"]].to_numpy(dtype=int), index[kept["right"]].to_numpy(dtype=int),
+                 (kept["winner"] == "left").to_numpy(), dropped)
 
 
 def pair_splits(pairs: Pairs, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -273,3 +273,27 @@ def test_catalog_runs_inside_a_threaded_process(batch: Batch) -> None:
         stop.set()
         other.join()
     assert result.catalog["image_id"].tolist() == sorted(batch.good)
+
+
+def test_catalog_on_a_fresh_data_root_names_the_missing_source_and_the_command(
+        tmp_path: Path) -> None:
+    import dagster as dg
+
+    from assets.catalog import image_catalog
+    from lenslab.paths import SOURCES
+    from lenslab.records import RECORD_COLUMNS
+    from orchestration.kit.resources import DataRoot
+
+    layout = DataLayout(tmp_path)
+    empty = pd.DataFrame({c: pd.Series(dtype="str") for c in RECORD_COLUMNS})
+    for source in SOURCES[1:]:
+        layout.records(source).parent.mkdir(parents=True)
+        empty.to_parquet(layout.records(source))
+    result = dg.materialize([image_catalog], raise_on_error=False,
+                            resources={"data_root": DataRoot(path=str(tmp_path))})
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    cause = error.cause or error
+    assert cause.cls_name == "DataError", cause.message
+    assert f"{SOURCES[0]} has not been ingested" in cause.message
+    assert f"python -m orchestration.launch --assets {SOURCES[0]}" in cause.message

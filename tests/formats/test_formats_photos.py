@@ -343,3 +343,37 @@ def test_photographer_folders_wrapper_nesting_and_bad_trees(tmp_path):
                                    tmp_path)
     with pytest.raises(DataError, match="missing photographer folders"):
         photographer_folders.parse(tmp_path / "nowhere", tmp_path)
+
+
+def test_each_format_names_every_file_its_generator_distributes(tmp_path):
+    from lenslab.formats.registry import distribution
+    from lenslab.synthetic.registry import GENERATORS
+
+    for source in PARSERS:
+        dist = tmp_path / source
+        GENERATORS[source](dist, tmp_path / f"{source}-truth", seed=3, scale=0.1)
+        taken, left_out = distribution(source).select(dist)
+        # the photographer generator drops one stray photo beside the folders, as users do
+        assert left_out == (["cover.jpg"] if source == "photographer_folders" else []), source
+        assert taken, source
+
+
+def test_pets_a_bad_list_row_is_one_error_and_the_split_file_keeps_its_labels(pets, tmp_path):
+    _, extracted, _ = pets
+    copy = tmp_path / "extracted"
+    shutil.copytree(extracted, copy)
+    annotations = copy / "annotations"
+    stem, *labels = (annotations / "trainval.txt").read_text().split("\n")[0].split()
+    list_txt = annotations / "list.txt"
+    lines = list_txt.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:1] == [stem])
+    lines[at] = f"{stem} 99 {labels[1]} {labels[2]}"  # a CLASS-ID no breed has
+    list_txt.write_text("\n".join(lines) + "\n")
+    result = oxford_pets.parse(copy, tmp_path)
+    about = result.rejected[result.rejected["reason"].str.contains(stem)]
+    assert len(about) == 1, about.to_dict(orient="records")
+    assert about.iloc[0]["file"].endswith("annotations/list.txt")
+    assert int(about.iloc[0]["line"]) == at + 1
+    row = result.records.set_index("image_id").loc[f"oxford_pets:images/{stem}.jpg"]
+    class_id, _, breed_id = oxford_pets.breed_labels(stem.rsplit("_", 1)[0])
+    assert (row["split"], row["class_id"], row["breed_id"]) == ("train", class_id, breed_id)

@@ -353,3 +353,24 @@ def test_fault_server_serves_a_directory(fault_server, settings, tmp_path):
     assert result.bytes == len(gzip.compress(b"a"))
     with pytest.raises(DownloadError, match="404"):
         download_file(base + "%2e%2e/secret.bin", tmp_path / "x", settings=settings)
+
+
+def test_a_download_logs_its_start_each_retry_with_the_wait_and_its_end(
+        fault_server, settings, tmp_path, caplog):
+    url = fault_server.add("/logged", BODY, faults=[Status(503, {"Retry-After": "1"})])
+    with caplog.at_level("INFO", logger="lenslab.ingest"):
+        download_file(url, tmp_path / "logged", sha256=SHA, settings=settings, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("lenslab.ingest")]
+    assert len(lines) == 3, lines
+    started, retried, finished = lines
+    assert started.startswith("downloading") and url in started
+    assert "503" in retried and "retrying in 1.0 s" in retried and "attempt 2 of 4" in retried
+    assert url in finished and f"{len(BODY):,} bytes" in finished and "/s" in finished
+
+
+def test_a_failed_download_logs_why(fault_server, settings, tmp_path, caplog):
+    url = fault_server.add("/gone", status=404)
+    with caplog.at_level("INFO", logger="lenslab.ingest"), pytest.raises(DownloadError):
+        download_file(url, tmp_path / "gone", settings=settings)
+    failed = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failed) == 1 and url in failed[0].getMessage() and "404" in failed[0].getMessage()

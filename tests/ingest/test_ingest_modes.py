@@ -161,3 +161,35 @@ def test_landmark_manifest_scrape_honours_opt_outs_and_retries_only_failures(
     asked = {h.path for h in fault_server.hits() if h.path != "/robots.txt"}
     ok_before = {u.removeprefix(fault_server.base_url) for u in by_url[by_url == "ok"].index}
     assert dead in asked and not (asked & ok_before)
+
+
+def test_skipped_archive_members_are_in_the_materialisation_metadata(tmp_path):
+    from tests.ingest.test_local_source import _hostile_selfies
+
+    mine = _hostile_selfies(tmp_path / "mine", tmp_path)
+    result = _materialize(tmp_path / "data", ["selfies"],
+                          {"selfies": {"mode": "local", "path": str(mine)}})
+    assert result.success
+    metadata = result.asset_materializations_for_node("selfies")[0].metadata
+    assert metadata["skipped_archive_members"].value == 3
+    table = metadata["skipped_members"].value
+    assert "../evil.txt" in table and "path escapes the destination" in table, table
+    assert "Selfie-dataset/passwd" in table and "Selfie-dataset.tar.gz" in table
+    assert "macOS AppleDouble" in metadata["skipped_by_reason"].value
+
+
+def test_download_start_retry_and_end_are_in_the_run_log(tmp_path, fault_server):
+    dist = _synthetic("selfies", tmp_path / "gen")
+    body = (dist / "Selfie-dataset.tar.gz").read_bytes()
+    url = fault_server.add("/selfies.tar.gz", body, faults=[Status(503, {"Retry-After": "1"})])
+    files = {"Selfie-dataset.tar.gz": {"url": url, "sha256": hashlib.sha256(body).hexdigest()}}
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"ops": {"selfies": {"config": {"scale": SCALE, "mode": "http", "files": files}}}}
+    result = dg.materialize(
+        [*all_assets, *all_checks], selection=["selfies"], instance=instance,
+        resources={"data_root": DataRoot(path=str(tmp_path / "data")), "http": FAST_HTTP,
+                   "device": TorchDevice()}, run_config=config)
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any(m.startswith(f"downloading {url}") for m in messages), messages
+    assert any(url in m and "retrying in 1.0 s" in m for m in messages), messages
+    assert any(m.startswith(f"downloaded {url}: {len(body):,} bytes") for m in messages)

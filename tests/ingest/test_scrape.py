@@ -274,3 +274,20 @@ def test_processes_keep_per_host_concurrency_overall(fault_server, settings, tmp
     status = scrape(manifest_of(urls), tmp_path, settings, processes=2)  # 4 threads each
     assert set(status["status"]) == {"ok"}
     assert fault_server.max_in_flight <= concurrency
+
+
+def test_a_scrape_logs_its_retries_with_the_wait_and_a_summary(fault_server, settings, tmp_path,
+                                                                caplog):
+    urls = [fault_server.add("/busy.jpg", image_bytes(30), content_type="image/jpeg",
+                             faults=[Status(503, {"Retry-After": "1"})]),
+            fault_server.add("/fine.jpg", image_bytes(90), content_type="image/jpeg"),
+            fault_server.add("/dead.jpg", status=404)]
+    with caplog.at_level("INFO", logger="lenslab.ingest"):
+        scrape(manifest_of(urls), tmp_path, settings)
+    lines = [r.getMessage() for r in caplog.records if r.levelname in ("INFO", "WARNING")]
+    assert lines[0].startswith("scraping 3 URL(s)"), lines
+    retries = [line for line in lines if "retrying in" in line]
+    assert len(retries) == 1 and urls[0] in retries[0] and "retrying in 1.0 s" in retries[0]
+    summary = next(line for line in lines if line.startswith("scraped 3 URL(s)"))
+    assert "2 ok" in summary and "1 failed" in summary and "/s)" in summary
+    assert any(line.startswith(f"failed {urls[2]}") for line in lines), lines

@@ -45,3 +45,18 @@ def test_dvc_lock_hashes_map_outputs_to_md5(tmp_path):
                     "    - path: data/catalog\n      md5: abc.dir\n")
     assert dvc_lock_hashes(lock) == {"data/catalog": "abc.dir"}
     assert dvc_lock_hashes(tmp_path / "none") == {}
+
+
+def test_a_section_that_needs_ground_truth_says_it_is_absent(tmp_path):
+    # real photographer folders: identification is measured, clustering has no true labels
+    ident = {"test/embedding_classifier": {"top1": 0.8, "top5": 0.95},
+             "test/baseline_logreg_features": {"top1": 0.7, "top5": 0.9}}
+    _write(tmp_path, "reports/style", {"identification": ident})
+    rows, _ = pr.collect(tmp_path)
+    nmi = next(r for r in rows if r.metric == "cluster NMI vs photographers")
+    assert nmi.value is None and "no ground truth" in nmi.absent
+    assert next(r for r in rows if r.metric == "photographer top-1 (test)").value == 0.8
+    text = pr.markdown(rows, [], {}, [], "headlines.png")
+    assert "absent: no ground truth" in text
+    assert "cluster NMI vs photographers" not in pr.flat_metrics(rows)["style"]
+    pr.headline_plot(rows, tmp_path / "h.png")
