@@ -49,9 +49,11 @@ def build_dvc_pipeline(defs: dg.Definitions) -> dict:
             **({"params": list(stage.params)} if stage.params else {}),
             "outs": [{f"{DATA_DIR}/{o}": {"persist": True}} if o in stage.persist
                      else f"{DATA_DIR}/{o}" for o in stage.outs],
-            **({"metrics": [{f"{DATA_DIR}/{m}": {"cache": False}} for m in stage.metrics]}
+            # metrics and plots go to DVC's cache, so every commit and experiment keeps its own
+            # (`dvc exp show`, `dvc metrics diff` read them back; data/ is not in git)
+            **({"metrics": [f"{DATA_DIR}/{m}" for m in stage.metrics]}
                if stage.metrics else {}),
-            **({"plots": [{f"{DATA_DIR}/{p}": {"cache": False}} for p in stage.plots]}
+            **({"plots": [f"{DATA_DIR}/{p}" for p in stage.plots]}
                if stage.plots else {}),
         }
     return {"stages": stages}

@@ -28,7 +28,7 @@ class Stage:
     persist: outs that are caches the asset updates incrementally; DVC must not delete them
     before the stage runs (it deletes plain outs).
     metrics, plots: files under the data root that `dvc metrics show` / `dvc plots show` read
-    (kept out of DVC's cache, like DVC's own metrics files).
+    (cached by DVC, so each commit and experiment keeps its own).
     """
 
     module: str

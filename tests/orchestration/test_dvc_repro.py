@@ -74,3 +74,35 @@ def test_dvc_repro_runs_the_pipeline_then_does_nothing(repo_copy):
     shutil.rmtree(dest / ".dvc" / "cache")
     _run([sys.executable, "-m", "dvc", "pull"], dest, env)
     assert (dest / "data" / "catalog" / "image_catalog.parquet").is_file()
+
+
+def test_dvc_experiments_keep_and_compare_their_metrics(repo_copy):
+    """Two experiments with different parameters: `dvc exp show` reads both rows' metrics."""
+    dest, env = repo_copy
+    _run([sys.executable, "-m", "dvc", "repro"], dest, env)  # no-op after the test above
+    git = ["git", "-c", "user.email=ci@lenslab", "-c", "user.name=ci"]
+    _run(["git", "add", "-A"], dest, env)
+    _run([*git, "commit", "-qm", "pipeline"], dest, env)
+    for places in (4, 6):
+        _run([sys.executable, "-m", "dvc", "exp", "run", "-S", f"photobook.album.places={places}",
+              "-n", f"places-{places}"], dest, env)
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"],
+                            dest, env).stdout)
+    rows = {}
+    for baseline in shown:
+        for group in baseline.get("experiments") or []:
+            for rev in group.get("revs") or []:
+                data = rev.get("data") or {}
+                metrics = data.get("metrics") or {}
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+                rows[rev.get("name")] = (
+                    json.dumps(metrics.get("data/reports/pipeline/metrics.json", {})),
+                    params.get("photobook", {}).get("album", {}).get("places"))
+    assert {"places-4", "places-6"} <= set(rows), rows.keys()
+    for places in (4, 6):
+        metrics, shown_places = rows[f"places-{places}"]
+        assert shown_places == places
+        assert "photographer top-1 (test)" in metrics, metrics[:300]
+    diff = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "diff", "HEAD", "--json"],
+                           dest, env).stdout or "{}")
+    assert isinstance(diff, dict)  # HEAD's metrics are readable (from the cache)
