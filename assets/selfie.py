@@ -51,14 +51,14 @@ class SelfieLabelsConfig(dg.Config):
     train: float = Field(default=param("selfie.split_fractions.train"))
     val: float = Field(default=param("selfie.split_fractions.val"))
     test: float = Field(default=param("selfie.split_fractions.test"))
-    seed: int = Field(default=param("seed"), description="Root seed of the stratified split.")
+    seed: int = Field(default=param("seed"), description="Root seed of the split.")
 
 
 @dg.asset(
     group_name=GROUP, kinds={"python", "parquet"}, deps=["image_catalog"],
     **LABELS_STAGE.asset_kwargs(),
-    description="Good/bad selfies from the popularity quantiles (middle left out), the 36 "
-    "attributes kept, and a seeded train/val/test split stratified by label.",
+    description="Good/bad selfies from the popularity quantiles of the training rows (middle "
+    "left out), the 36 attributes kept, and a seeded train/val/test split drawn first.",
 )
 def selfie_labels(config: SelfieLabelsConfig, data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
@@ -78,6 +78,7 @@ def selfie_labels(config: SelfieLabelsConfig, data_root: DataRoot) -> dg.Materia
         "bad": int((labels["label"] == 0).sum()),
         "threshold_bad": thresholds.bad,
         "threshold_good": thresholds.good,
+        "thresholds_from": "train rows only",
         "split_seed": derive_seed(config.seed, "selfie", "split"),
         "per_split": dg.MetadataValue.md(counts.rename(columns={0: "bad", 1: "good"})
                                          .to_markdown()),
@@ -290,7 +291,9 @@ def selfie_report(
     training = json.loads((layout.models / "training.json").read_text())
     test = preds[preds["split"] == "test"].reset_index(drop=True)
     y = test["label"].to_numpy()
-    kw = {"resamples": config.bootstrap, "seed": config.seed}
+    # one row per distinct photo (labels are deduplicated by content): the photo is the unit
+    kw = {"resamples": config.bootstrap, "seed": config.seed, "groups": test["sha256"].to_numpy(),
+          "unit": "photo"}
     models = {}
     for name in MODELS:
         models[name] = binary_metrics(y, test[f"p_{name}"].to_numpy(), name=name, **kw)
