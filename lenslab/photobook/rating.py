@@ -306,6 +306,15 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[pd.DataFr
     return table, ece
 
 
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int) -> float:
+    """The ECE of :func:`reliability` without the table (fast enough to bootstrap): per bin,
+    |sum of p - wins|, summed and divided by the pairs."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    gap = (np.bincount(which, weights=p, minlength=bins)
+           - np.bincount(which, weights=np.asarray(y, float), minlength=bins))
+    return float(np.abs(gap).sum() / len(p))
+
+
 def ece_noise_floor(p: np.ndarray, bins: int, seed: int, draws: int = 200) -> float:
     """Median ECE of a perfectly calibrated predictor on as many pairs: outcomes drawn from ``p``
     itself. An ECE near this is as good as the sample size can show."""
@@ -432,7 +441,7 @@ def evaluate_vector(e: np.ndarray, vector: np.ndarray, scale: float, test: Pairs
     out (the headline) and on every pair showing a test photo, with 95% intervals from a
     bootstrap over ``units`` (a unit label per photo: its near-duplicate group; a pair counts
     once per draw of each of its two photos' units); ECE and the reliability table."""
-    from lenslab.metrics import interval
+    from lenslab.metrics import bootstrap_ci, interval
 
     gaps = differences(e, test) @ vector
     p = sigmoid(scale * gaps)
@@ -451,6 +460,9 @@ def evaluate_vector(e: np.ndarray, vector: np.ndarray, scale: float, test: Pairs
            "accuracy_labels": with_ci(test.y, gaps, every, "labels"),
            "accuracy_labels_strict": with_ci(test.y, gaps, strict, "labels_strict"),
            "ece": ece, "ece_noise_floor": ece_noise_floor(p, bins, seed),
+           "ece_ci95": bootstrap_ci(test.y, p, lambda yy, pp: expected_calibration_error(
+               pp, yy, bins), groups=pair_units, resamples=resamples, seed=seed,
+               name=f"photobook/{name}/ece"),
            "reliability": table.to_dict(orient="records")}
     if truth is not None:
         order = truth[test.first] > truth[test.second]
