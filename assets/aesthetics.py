@@ -469,7 +469,8 @@ def saliency_maps(config: SaliencyConfig, data_root: DataRoot,
 
 
 REPORT_STAGE = Stage(__name__, outs=("reports/aesthetics", "registry/aesthetics"),
-                     params=("aesthetics.enhance", "aesthetics.personal"),
+                     params=("seed", "aesthetics.enhance", "aesthetics.personal",
+                             "aesthetics.bootstrap"),
                      persist=("registry/aesthetics",))  # every version is kept
 
 
@@ -486,7 +487,7 @@ def aesthetics_report(context: dg.AssetExecutionContext,
     import json
 
     from lenslab.aesthetics.figures import delta_figure, enhancement_figure
-    from lenslab.aesthetics.splits import report_markdown, write_json
+    from lenslab.aesthetics.splits import report_markdown, worker_intervals, write_json
     from lenslab.atomic import write_text
     from models.aesthetics.networks import summarise_deltas
 
@@ -498,12 +499,15 @@ def aesthetics_report(context: dg.AssetExecutionContext,
     enhanced = pd.read_parquet(layout.enhanced / "enhancement.parquet")
     per_worker = results.groupby(["k", "method", "worker"], as_index=False)[
         ["delta", "generic_rho", "personal_rho", "steps"]].mean()
+    intervals = worker_intervals(per_worker, resamples=param("aesthetics.bootstrap"),
+                                 seed=param("seed"))
     table = []
     for (k, method), rows in per_worker.groupby(["k", "method"], sort=True):
         table.append({"k": int(k), "method": method, **summarise_deltas(rows["delta"]),
                       "generic_rho": float(rows["generic_rho"].median()),
                       "personal_rho": float(rows["personal_rho"].median()),
-                      "steps": float(rows["steps"].median())})
+                      "steps": float(rows["steps"].median()),
+                      **intervals[(int(k), method)]})
     # the parameter counts come from the stored per-user files themselves
     params = {}
     import torch
@@ -591,6 +595,8 @@ def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: d
             "val_spearman": metrics["generic"]["val_spearman"],
             "baseline_ridge_head_val_spearman": metrics["generic"]["ridge_val_spearman"],
             **{f"k{k_top}_{m}_median_delta_spearman": r["median"] for m, r in top.items()},
+            **{f"k{k_top}_{m}_median_delta_spearman_ci95": r.get("median_ci95")
+               for m, r in top.items()},
             f"k{k_top}_generic_test_worker_spearman": (top[method]["generic_rho"]
                                                        if method in top else None),
             "test_workers": metrics["split"]["test_workers"], "quality_problems": problems},

@@ -34,7 +34,7 @@ class SelfieLabelsConfig(dg.Config):
     train: float = param_field("selfie.split_fractions.train")
     val: float = param_field("selfie.split_fractions.val")
     test: float = param_field("selfie.split_fractions.test")
-    seed: int = param_field("seed", "Root seed of the stratified split.")
+    seed: int = param_field("seed", "Root seed of the split.")
 
 
 LABELS_STAGE = Stage(__name__, outs=("selfie/labels",),
@@ -44,8 +44,8 @@ LABELS_STAGE = Stage(__name__, outs=("selfie/labels",),
 @dg.asset(
     group_name=GROUP, kinds={"python", "parquet"}, deps=["image_catalog"],
     **LABELS_STAGE.asset_kwargs(),
-    description="Good/bad selfies from the popularity quantiles (middle left out), the 36 "
-    "attributes kept, and a seeded train/val/test split stratified by label.",
+    description="Good/bad selfies from the popularity quantiles of the training rows (middle "
+    "left out), the 36 attributes kept, and a seeded train/val/test split drawn first.",
 )
 def selfie_labels(config: SelfieLabelsConfig, data_root: DataRoot) -> dg.MaterializeResult:
     from lenslab.atomic import write_parquet
@@ -65,6 +65,7 @@ def selfie_labels(config: SelfieLabelsConfig, data_root: DataRoot) -> dg.Materia
         "bad": int((labels["label"] == 0).sum()),
         "threshold_bad": thresholds.bad,
         "threshold_good": thresholds.good,
+        "thresholds_from": "train rows only",
         "split_seed": derive_seed(config.seed, "selfie", "split"),
         "per_split": dg.MetadataValue.md(counts.rename(columns={0: "bad", 1: "good"})
                                          .to_markdown()),

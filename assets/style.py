@@ -225,6 +225,7 @@ class PhotographerConfig(dg.Config):
                                     "Side the features were computed at (the served model "
                                     "resizes to it).")
     seed: int = param_field("seed", "Root seed of training and of the baseline.")
+    bootstrap: int = param_field("style.bootstrap", "Resamples per CI.")
 
 
 PHOTOGRAPHER_STAGE = Stage(
@@ -256,7 +257,8 @@ def photographer_model(
     layout = data_root.layout()
     seed = derive_seed(config.seed, "style", "photographer") % 2**31
     fit = fit_photographer(layout, settings_from(config, ph.TrainConfig, seed=seed),
-                           ae_embedding=config.ae_embedding, device=device.torch_device())
+                           ae_embedding=config.ae_embedding, device=device.torch_device(),
+                           resamples=config.bootstrap, interval_seed=config.seed)
     ident = fit.metrics["identification"]
     key = {f"{k.replace('/', '_')}_top1": round(v["top1"], 4) for k, v in ident.items()}
     context.log.info(str(key))
@@ -283,7 +285,8 @@ def photographer_model(
 
 
 class StyleReportConfig(dg.Config):
-    seed: int = param_field("seed", "Root seed of the PCA maps.")
+    seed: int = param_field("seed", "Root seed of the PCA maps and the intervals.")
+    bootstrap: int = param_field("style.bootstrap", "Resamples per CI.")
 
 
 REPORT_STAGE = Stage(__name__, outs=("reports/style",), params=config_params(StyleReportConfig))
@@ -306,14 +309,15 @@ def style_report(context: dg.AssetExecutionContext, config: StyleReportConfig,
 
     layout = data_root.layout()
     seed = derive_seed(config.seed, "style", "report") % 2**31
-    metrics = build_report(layout, seed)
+    metrics = build_report(layout, seed, resamples=config.bootstrap, interval_seed=config.seed)
     out = style_models.report_dir(layout)
     flat = {f"{k.replace('/', '_')}_{m}": round(v[m], 4)
             for k, v in metrics["identification"].items() for m in ("top1", "top5")}
     bar = base64.b64encode((out / "identification_top1.png").read_bytes()).decode()
     grid = base64.b64encode((out / "example_edits.png").read_bytes()).decode()
     return dg.MaterializeResult(metadata={
-        **flat, **{k: round(v, 4) for k, v in metrics.get("clustering", {}).items()},
+        **flat, **{k: round(v, 4) for k, v in metrics.get("clustering", {}).items()
+                   if isinstance(v, float)},
         "chance_top1": round(metrics["chance_top1"], 4), "target_met": metrics["target_met"],
         "pca_seed": seed, "path": path_value(out / "report.md"),
         "plot": dg.MetadataValue.md(f"![top-1](data:image/png;base64,{bar})"),

@@ -1,8 +1,10 @@
 """The pipeline report: every model's headline metric beside its baseline and the seed's figure.
 
 Each system's report writes ``reports/<system>/metrics.json``; ``HEADLINES`` says, once per
-system, which numbers in it are the headline (always held-out test figures). The report gathers
-them with the data counts and the data and code versions, as markdown, HTML and one flat
+system, which numbers in it are the headline, with the 95% interval and the unit its bootstrap
+resampled (photo, burst, base scene, site or folder, worker). Held-out test figures, except
+where a row says otherwise (the cluster NMI: KMeans saw every photo). The report gathers them
+with the data counts and the data and code versions, as markdown, HTML and one flat
 ``metrics.json`` that `dvc metrics show` reads.
 """
 
@@ -20,6 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+Interval = tuple[float, float] | None
+
 
 @dataclass(frozen=True)
 class Headline:
@@ -30,6 +34,10 @@ class Headline:
     baseline_name: str
     baseline: float | None
     seed_figure: str  # what the seed reported, with its caveat; "" when it reported nothing
+    ci95: Interval = None
+    baseline_ci95: Interval = None
+    unit: str = ""  # what the bootstrap resampled, with how many of them
+    held_out: bool = True
     absent: str = ""  # why the figure is missing, e.g. no ground truth for real photos
 
     @property
@@ -49,69 +57,104 @@ def _needs_truth(system: str, metric: str, model: str, baseline_name: str,
                     absent=NO_GROUND_TRUTH)
 
 
+def _ci(entry: Mapping[str, Any], key: str) -> Interval:
+    ci = entry.get(key)
+    return None if ci is None else (float(ci[0]), float(ci[1]))
+
+
+def _unit(entry: Mapping[str, Any]) -> str:
+    if not entry.get("unit"):
+        return ""
+    return f"{entry['unit']} ({entry['units']})" if "units" in entry else str(entry["unit"])
+
+
 def _style(m: Mapping[str, Any]) -> list[Headline]:
     ident = m["identification"]
     model, base = ident["test/embedding_classifier"], ident["test/baseline_logreg_features"]
-    nmi = ("style", "cluster NMI vs photographers", "KMeans, standardised features",
-           "seed's 4 raw features")
-    # clustering is scored against the true photographers, which only synthetic data know
-    clustering = m.get("clustering")
-    return [
-        Headline("style", "photographer top-1 (test)", "photographer embeddings", model["top1"],
-                 "logistic regression on global features", base["top1"],
-                 "not measured by the seed"),
-        Headline("style", "photographer top-5 (test)", "photographer embeddings", model["top5"],
-                 "logistic regression on global features", base["top5"], ""),
-        Headline(*nmi[:3], clustering["nmi_standardised"], nmi[3], clustering["nmi_seed"],
-                 "not measured by the seed") if clustering
-        else _needs_truth(*nmi, "not measured by the seed"),
-    ]
+    # with KMeans clusters as labels (real Oxford pets) no photographer is identified
+    what = "cluster" if m.get("labels") == "kmeans_clusters" else "photographer"
+    rows = [
+        Headline("style", f"{what} top-{k} (test)", "photographer embeddings", model[f"top{k}"],
+                 "logistic regression on global features", base[f"top{k}"], seed,
+                 _ci(model, f"top{k}_ci95"), _ci(base, f"top{k}_ci95"), _unit(model))
+        for k, seed in ((1, "not measured by the seed"), (5, ""))]
+    clusters = m.get("clustering")
+    if clusters and "nmi_standardised" in clusters:
+        rows.append(Headline(
+            "style", "cluster NMI vs photographers (not held out: KMeans saw every photo)",
+            "KMeans, standardised features", clusters["nmi_standardised"],
+            "seed's 4 raw features", clusters["nmi_seed"], "not measured by the seed",
+            _ci(clusters, "nmi_standardised_ci95"), _ci(clusters, "nmi_seed_ci95"),
+            _unit(clusters), held_out=False))
+    else:  # clustering is scored against the true photographers, which only synthetic data know
+        rows.append(_needs_truth("style", "cluster NMI vs photographers",
+                                 "KMeans, standardised features", "seed's 4 raw features",
+                                 "not measured by the seed"))
+    return rows
 
 
 def _selfie(m: Mapping[str, Any]) -> list[Headline]:
     models = m["models"]
     best = max(("head", "finetune"), key=lambda n: models[n]["best_val_auc"])  # chosen on val
+    chosen, scratch = models[best], models["scratch"]
+    unit = _unit(chosen.get("resampling", {}))
     return [
-        Headline("selfie", "ROC-AUC (test)", f"transfer ({best})", models[best]["roc_auc"],
-                 "small CNN from scratch", models["scratch"]["roc_auc"],
-                 "no test figure; validation accuracy 53 % (random weights) in the README"),
-        Headline("selfie", "accuracy (test)", f"transfer ({best})", models[best]["accuracy"],
-                 "small CNN from scratch", models["scratch"]["accuracy"], ""),
+        Headline("selfie", "ROC-AUC (test)", f"transfer ({best})", chosen["roc_auc"],
+                 "small CNN from scratch", scratch["roc_auc"],
+                 "no test figure; validation accuracy 53 % (random weights) in the README",
+                 _ci(chosen, "roc_auc_ci95"), _ci(scratch, "roc_auc_ci95"), unit),
+        Headline("selfie", "accuracy (test)", f"transfer ({best})", chosen["accuracy"],
+                 "small CNN from scratch", scratch["accuracy"], "",
+                 _ci(chosen, "accuracy_ci95"), _ci(scratch, "accuracy_ci95"), unit),
     ]
 
 
 def _photobook(m: Mapping[str, Any]) -> list[Headline]:
     vectors = m["rater"]["vectors"]
     learned, svm = vectors["learned"], vectors["seed_ranksvm"]
-    rows = [Headline("photobook", "held-out pairs ordered (annotators)", "learned master vector",
-                     learned["accuracy_labels"]["value"], "seed's RankSVM",
-                     svm["accuracy_labels"]["value"],
-                     "100 % of training pairs, no held-out test (overfit)"),
-            Headline("photobook", "calibration error (ECE, lower is better)",
-                     "learned, Platt-calibrated", learned["ece"], "seed's RankSVM", svm["ece"],
-                     "uncalibrated")]
-    truth = ("photobook", "held-out pairs ordered (true quality)", "learned master vector")
-    if "accuracy_truth" in learned:
-        rows.insert(1, Headline(*truth, learned["accuracy_truth"]["value"],
-                                "seed's RankSVM", svm["accuracy_truth"]["value"], ""))
+
+    def row(metric: str, key: str, seed: str) -> Headline:
+        return Headline("photobook", metric, "learned master vector", learned[key]["value"],
+                        "seed's RankSVM", svm[key]["value"], seed, _ci(learned[key], "ci95"),
+                        _ci(svm[key], "ci95"), _unit(learned[key]))
+
+    rows = [row("pairs ordered as annotated, both photos held out (test)",
+                "accuracy_labels_strict",
+                "100 % of training pairs, no held-out test (overfit)")]
+    truth = "pairs ordered by true quality, both photos held out (test)"
+    if "accuracy_truth_strict" in learned:
+        rows.append(row(truth, "accuracy_truth_strict", ""))
     else:
-        rows.insert(1, _needs_truth(*truth, "seed's RankSVM"))
+        rows.append(_needs_truth("photobook", truth, "learned master vector", "seed's RankSVM"))
+    rows.append(row("pairs ordered as annotated, one photo may be a training photo (test)",
+                    "accuracy_labels", ""))
+    if "ece" in learned:
+        rows.append(Headline("photobook", "calibration error (ECE, lower is better; test)",
+                             "learned, Platt-calibrated", learned["ece"], "seed's RankSVM",
+                             svm["ece"], "uncalibrated", _ci(learned, "ece_ci95"),
+                             _ci(svm, "ece_ci95"), _unit(learned["accuracy_labels"])))
     return rows
 
 
 def _pose(m: Mapping[str, Any]) -> list[Headline]:
     models = m["models"]
+    unit = _unit(m.get("resampling", {}))
+
+    def row(metric: str, model: str, key: str, with_pose: str, image_only: str,
+            seed: str) -> Headline:
+        a, b = models[with_pose], models[image_only]
+        return Headline("pose", metric, model, a[key], model.replace(" + pose branch", "")
+                        + ", image only", b[key], seed, _ci(a, f"{key}_ci95"),
+                        _ci(b, f"{key}_ci95"), unit)
+
     return [
-        Headline("pose", "same site and pose, accuracy (test)", "siamese + pose branch (frozen)",
-                 models["frozen_pose"]["accuracy"], "siamese, image only (frozen)",
-                 models["frozen"]["accuracy"],
-                 "val 58 % image only, 68 % with pose (82 val pairs, no test)"),
-        Headline("pose", "same site and pose, ROC-AUC (test)", "siamese + pose branch (frozen)",
-                 models["frozen_pose"]["roc_auc"], "siamese, image only (frozen)",
-                 models["frozen"]["roc_auc"], ""),
-        Headline("pose", "accuracy (test), fine-tuned trunk", "siamese + pose branch",
-                 models["finetuned_pose"]["accuracy"], "siamese, image only",
-                 models["finetuned"]["accuracy"], "val 65 % image only, 76 % with pose"),
+        row("same site and pose, accuracy (test)", "siamese + pose branch (frozen)",
+            "accuracy", "frozen_pose", "frozen",
+            "val 58 % image only, 68 % with pose (82 val pairs, no test)"),
+        row("same site and pose, ROC-AUC (test)", "siamese + pose branch (frozen)", "roc_auc",
+            "frozen_pose", "frozen", ""),
+        row("accuracy (test), fine-tuned trunk", "siamese + pose branch", "accuracy",
+            "finetuned_pose", "finetuned", "val 65 % image only, 76 % with pose"),
     ]
 
 
@@ -125,11 +168,13 @@ def _aesthetics(m: Mapping[str, Any]) -> list[Headline]:
         r = rows[(k, "adapters")]
         out.append(Headline("aesthetics", f"median per-worker Spearman, k={k} (held-out)",
                             "residual adapters", r["personal_rho"], "generic model",
-                            r["generic_rho"], seed))
+                            r["generic_rho"], seed, _ci(r, "personal_rho_ci95"),
+                            _ci(r, "generic_rho_ci95"), _unit(r)))
         if (k, "head") in rows:
+            h = rows[(k, "head")]
             out.append(Headline("aesthetics", f"median per-worker Δ Spearman, k={k}",
-                                "residual adapters", r["median"], "head only",
-                                rows[(k, "head")]["median"], ""))
+                                "residual adapters", r["median"], "head only", h["median"], "",
+                                _ci(r, "median_ci95"), _ci(h, "median_ci95"), _unit(r)))
     return out
 
 
@@ -168,14 +213,26 @@ def flat_metrics(rows: list[Headline]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def _errors(values: list[float], cis: list[Interval]) -> list[list[float]]:
+    """Error bar lengths below and above each value (0 where there is no interval)."""
+    below = [0.0 if ci is None else max(v - ci[0], 0.0) for v, ci in zip(values, cis,
+                                                                           strict=True)]
+    above = [0.0 if ci is None else max(ci[1] - v, 0.0) for v, ci in zip(values, cis,
+                                                                           strict=True)]
+    return [below, above]
+
+
 def headline_plot(rows: list[Headline], path: Path) -> None:
-    """Model vs baseline per headline metric, as horizontal bars."""
+    """Model vs baseline per headline metric, as horizontal bars with their 95% intervals."""
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.2))
     labels = [f"{r.system}: {r.metric}" + (" (absent)" if r.value is None else "") for r in rows]
     y = range(len(rows))
-    ax.barh([i + 0.2 for i in y], [r.value or 0 for r in rows], height=0.4, label="model")
+    ax.barh([i + 0.2 for i in y], [r.value or 0 for r in rows], height=0.4, label="model",
+            xerr=_errors([r.value or 0 for r in rows], [r.ci95 for r in rows]), capsize=2)
     ax.barh([i - 0.2 for i in y], [r.baseline or 0 for r in rows], height=0.4,
-            label="baseline", alpha=0.6)
+            label="baseline", alpha=0.6,
+            xerr=_errors([r.baseline or 0 for r in rows], [r.baseline_ci95 for r in rows]),
+            capsize=2)
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("held-out value")
@@ -186,20 +243,26 @@ def headline_plot(rows: list[Headline], path: Path) -> None:
     plt.close(fig)
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, ci: Interval = None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if ci is None else f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def markdown(rows: list[Headline], missing: list[str], counts: Mapping[str, int],
              versions: list[dict[str, str]], plot_name: str) -> str:
     lines = ["# lenslab pipeline report", "",
-             "Every figure is measured on held-out test data; the baseline is beside the model.",
-             "", "| system | metric | model | value | baseline | baseline value | gain | seed |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Figures are measured on held-out test data unless the metric says otherwise; the "
+             "baseline is beside the model. Intervals are 95% percentile bootstraps that "
+             "resample the unit named (how many in brackets), not the single items.",
+             "", "| system | metric | model | value [95% CI] | baseline | baseline value "
+             "[95% CI] | gain | resampled unit | seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        value = f"absent: {r.absent}" if r.value is None else _fmt(r.value)
+        value = f"absent: {r.absent}" if r.value is None else _fmt(r.value, r.ci95)
         lines.append(f"| {r.system} | {r.metric} | {r.model} | {value} | "
-                     f"{r.baseline_name} | {_fmt(r.baseline)} | {_fmt(r.gain)} | "
+                     f"{r.baseline_name} | {_fmt(r.baseline, r.baseline_ci95)} | "
+                     f"{_fmt(r.gain)} | {r.unit or 'none (no interval)'} | "
                      f"{r.seed_figure or '–'} |")
     if missing:
         lines += ["", f"Not yet materialised: {', '.join(missing)}."]

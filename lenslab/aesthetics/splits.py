@@ -177,6 +177,39 @@ def image_paths(catalog: pd.DataFrame, image_ids: list[str], quarantine: pd.Data
     return paths.loc[[i for i in image_ids if i not in dropped]], dropped
 
 
+WORKER_UNIT = "test worker"
+
+
+def _median(values: np.ndarray, _: np.ndarray) -> float:
+    return float(np.median(values))
+
+
+def worker_intervals(per_worker: pd.DataFrame, *, resamples: int,
+                     seed: int) -> dict[tuple[int, str], dict[str, object]]:
+    """Per (k, method), 95% intervals of the median Δ Spearman and of the median personal and
+    generic ρ, from a bootstrap over test workers (a worker's repeats are averaged first: the
+    worker, not the rating, is the unit). ``per_worker``: k, method, worker, delta,
+    generic_rho, personal_rho."""
+    from lenslab.metrics import bootstrap_ci, n_units
+
+    out = {}
+    for (k, method), rows in per_worker.groupby(["k", "method"], sort=True):
+        workers = rows["worker"].to_numpy()
+        entry: dict[str, object] = {"unit": WORKER_UNIT, "units": n_units(workers)}
+        for column, key in (("delta", "median_ci95"), ("generic_rho", "generic_rho_ci95"),
+                            ("personal_rho", "personal_rho_ci95")):
+            v = rows[column].to_numpy(dtype=float)
+            entry[key] = bootstrap_ci(v, v, _median, groups=workers, resamples=resamples,
+                                      seed=seed, name=f"aesthetics/{k}/{method}/{column}")
+        out[(int(k), str(method))] = entry
+    return out
+
+
+def _ci(row: dict, key: str) -> str:
+    ci = row.get(key)
+    return "" if ci is None else f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
 def report_markdown(metrics: dict, figures: dict[str, str]) -> str:
     """The aesthetics report: Δ Spearman per k and method, parameters, enhancement, skips."""
     lines = ["# Personalised aesthetics", "",
@@ -191,13 +224,18 @@ def report_markdown(metrics: dict, figures: dict[str, str]) -> str:
              f"MSE on {metrics['recipe']['holdout']:.0%} of the shots held aside, and with fewer "
              f"than {metrics['recipe']['min_stop']} held-aside shots the user keeps the generic "
              "model (steps = 0).",
-             "", "| k | method | median Δ | mean ± sd Δ | improved | generic ρ (median) | "
-             "personal ρ (median) | steps (median) |", "|---|---|---|---|---|---|---|---|"]
+             " 95% intervals: bootstrap over test workers (the unit; a worker's repeats are "
+             "averaged first).",
+             "", "| k | method | median Δ [95% CI] | mean ± sd Δ | improved | generic ρ (median) "
+             "| personal ρ (median) [95% CI] | steps (median) |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in metrics["results"]:
         lines.append(
-            f"| {row['k']} | {row['method']} | {row['median']:+.3f} | {row['mean']:+.3f} ± "
+            f"| {row['k']} | {row['method']} | {row['median']:+.3f}{_ci(row, 'median_ci95')} | "
+            f"{row['mean']:+.3f} ± "
             f"{row['sd']:.3f} | {row['improved']:.0%} of {row['n']} | "
-            f"{row['generic_rho']:.3f} | {row['personal_rho']:.3f} | {row['steps']:.0f} |")
+            f"{row['generic_rho']:.3f} | {row['personal_rho']:.3f}"
+            f"{_ci(row, 'personal_rho_ci95')} | {row['steps']:.0f} |")
     lines += ["", "## Trainable parameters per user", "", "| method | parameters | of full |",
               "|---|---|---|"]
     full = metrics["parameters"]["full"]

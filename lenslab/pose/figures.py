@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lenslab.metrics import accuracy, binary_metrics, bootstrap_ci, format_ci
+from lenslab.metrics import accuracy, binary_metrics, format_ci, n_units, paired_difference
 from lenslab.pose.pairs import NEGATIVE_KINDS, PoseLayout, pair_counts, role_models
 
 TITLES = {"frozen": "MobileNetV2 frozen + FC", "frozen_pose": "MobileNetV2 frozen + FC + POSE",
@@ -17,15 +17,28 @@ TITLES = {"frozen": "MobileNetV2 frozen + FC", "frozen_pose": "MobileNetV2 froze
 POSE_OF = {"frozen": "frozen_pose", "finetuned": "finetuned_pose"}  # image-only -> with pose
 
 
-def _accuracy_gain(y: np.ndarray, p_pose: np.ndarray, p_image: np.ndarray, *, resamples: int,
-                   seed: int, name: str) -> dict:
-    both = np.stack([p_pose, p_image], 1)
+# Fewer test sites than this and a bootstrap over sites means little (two sites give three
+# distinct resamples): the intervals then resample the Site::Pose folders, which misses the
+# between-site spread; only repeated site splits (retraining per split) would show that.
+MIN_SITES = 5
 
-    def gain(yy: np.ndarray, pp: np.ndarray) -> float:
-        return accuracy(yy, pp[:, 0]) - accuracy(yy, pp[:, 1])
 
-    return {"difference": gain(y, both),
-            "ci95": bootstrap_ci(y, both, gain, resamples=resamples, seed=seed, name=name)}
+def resampling_units(test: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """(the two units each test pair depends on, the unit's name): its sites when enough test
+    sites exist, else its two Site::Pose folders."""
+    sites = set(test["site_a"]) | set(test["site_b"])
+    if len(sites) >= MIN_SITES:
+        return test[["site_a", "site_b"]].to_numpy(), "site"
+    folders = np.stack([test["site_a"].astype(str) + "::" + test["pose_a"].astype(str),
+                        test["site_b"].astype(str) + "::" + test["pose_b"].astype(str)], 1)
+    return folders, (f"Site::Pose folder (only {len(sites)} test sites: the between-site "
+                     "spread is not in the interval)")
+
+
+def _accuracy_gain(y: np.ndarray, p_pose: np.ndarray, p_image: np.ndarray, *,
+                   groups: np.ndarray, unit: str, resamples: int, seed: int, name: str) -> dict:
+    return paired_difference(y, p_pose, p_image, accuracy, groups=groups, unit=unit,
+                             resamples=resamples, seed=seed, name=name)
 
 
 def neighbours(scores: pd.DataFrame, images: pd.DataFrame, model: str, queries: int = 4,
@@ -84,11 +97,14 @@ def build_report(layout: PoseLayout, data_root: Path, models: Sequence[str], *, 
     training = json.loads((layout.models / "training.json").read_text())
     test = preds[preds["split"] == "test"].reset_index(drop=True)
     y = test["label"].to_numpy()
+    groups, unit = resampling_units(test)
     metrics: dict = {"chance_accuracy": 0.5, "test_pairs": len(test), "models": {},
-                     "pose_gain": {}}
+                     "pose_gain": {}, "resampling": {"unit": unit,
+                                                     "units": n_units(groups)}}
     for name in models:
         p = test[f"p_{name}"].to_numpy()
-        m = binary_metrics(y, p, resamples=resamples, seed=seed, name=f"pose/{name}")
+        m = binary_metrics(y, p, groups=groups, unit=unit, resamples=resamples, seed=seed,
+                           name=f"pose/{name}")
         ok = (p >= 0.5) == (y == 1)
         kinds = [k for k in ("positive", *NEGATIVE_KINDS) if (test["kind"] == k).any()]
         m["accuracy_by_kind"] = {k: float(ok[test["kind"] == k].mean()) for k in kinds}
@@ -98,7 +114,8 @@ def build_report(layout: PoseLayout, data_root: Path, models: Sequence[str], *, 
         if image_only in models and with_pose in models:
             metrics["pose_gain"][image_only] = _accuracy_gain(
                 y, test[f"p_{with_pose}"].to_numpy(), test[f"p_{image_only}"].to_numpy(),
-                resamples=resamples, seed=seed, name=f"pose/gain/{image_only}")
+                groups=groups, unit=unit, resamples=resamples, seed=seed,
+                name=f"pose/gain/{image_only}")
     best = max(models, key=lambda n: metrics["models"][n]["roc_auc"])
     test_images = images[images["split"] == "test"]
     roles = role_models(test_images, scores, best)
@@ -118,7 +135,10 @@ def _markdown(metrics: dict, counts: pd.DataFrame, roles: pd.DataFrame) -> str:
     lines = ["# Landmark pose similarity", "",
              "Pairs per split (split by site: no image, and no site, is in two splits):", "",
              counts.to_markdown(), "",
-             f"Test pairs: {metrics['test_pairs']} (balanced; chance accuracy 0.5).", "",
+             f"Test pairs: {metrics['test_pairs']} (balanced; chance accuracy 0.5). 95% "
+             f"intervals: bootstrap resampling {metrics['resampling']['unit']} "
+             f"({metrics['resampling']['units']} units; a pair counts once per draw of each "
+             "of its two units).", "",
              "| network | test accuracy [95% CI] | test ROC-AUC [95% CI] | best epoch |",
              "|---|---|---|---|"]
     for name, m in metrics["models"].items():
@@ -131,7 +151,7 @@ def _markdown(metrics: dict, counts: pd.DataFrame, roles: pd.DataFrame) -> str:
     for name, m in metrics["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in m["accuracy_by_kind"]
                                                  .values()) + " |")
-    lines += ["", "Accuracy gained by the pose branch (paired bootstrap over test pairs):", ""]
+    lines += ["", "Accuracy gained by the pose branch (paired bootstrap over the same units):", ""]
     for name, g in metrics["pose_gain"].items():
         lines.append(f"- {name}: {format_ci(g['difference'], g['ci95'])}")
     r = metrics["role_models"]

@@ -280,6 +280,16 @@ def images_in_several_splits(pairs: pd.DataFrame, images: pd.DataFrame) -> list[
     return sorted(per_image[per_image > 1].index)
 
 
+def split_files(pairs: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """image_id, path (its normalised copy), split: one row per image and split its pairs use,
+    for an audit that reads the files (lenslab.split_audit)."""
+    long = pd.concat([pairs[["split", "a"]].rename(columns={"a": "image_id"}),
+                      pairs[["split", "b"]].rename(columns={"b": "image_id"})])
+    path = images.set_index("image_id")["normalised_path"]
+    long = long.drop_duplicates().assign(path=lambda d: d["image_id"].map(path))
+    return long[["image_id", "path", "split"]].reset_index(drop=True)
+
+
 def pair_counts(pairs: pd.DataFrame) -> pd.DataFrame:
     """The seed's table: pairs per split and type (positive, and each negative kind)."""
     table = pairs.groupby(["split", "kind"]).size().unstack(fill_value=0)

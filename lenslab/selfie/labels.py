@@ -2,8 +2,9 @@
 
 Good/bad labels follow the UCF Selfie paper and Karpathy's #selfie post: the extremes of the
 popularity score are labelled (bottom quantile bad, top quantile good) and the ambiguous middle is
-left out. Splits are drawn here rather than taken from the catalog because the catalog's are not
-stratified by this label; they are drawn per content hash, so a duplicate never straddles two.
+left out. The split comes first, drawn per content hash (so a duplicate never straddles two)
+and blind to popularity; the two thresholds are then the quantiles of the *training* rows only,
+so no validation or test popularity shapes the labels the models are judged on.
 """
 
 from __future__ import annotations
@@ -44,33 +45,38 @@ def selfie_rows(catalog: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def quantile_labels(
-    selfies: pd.DataFrame, bad_quantile: float, good_quantile: float
-) -> tuple[pd.DataFrame, Thresholds]:
-    """Keep the bottom ``bad_quantile`` (label 0) and the top ``1 - good_quantile`` (label 1)."""
+def thresholds_from(popularity: pd.Series, bad_quantile: float,
+                    good_quantile: float) -> Thresholds:
+    """The popularity at the two quantiles of the rows given (the training rows)."""
     if not 0 < bad_quantile <= good_quantile < 1:
         raise ValueError(f"need 0 < bad_quantile <= good_quantile < 1, got "
                          f"{bad_quantile}, {good_quantile}")
+    if popularity.empty:
+        raise ValueError("no training selfies to draw the label thresholds from")
+    return Thresholds(float(popularity.quantile(bad_quantile)),
+                      float(popularity.quantile(good_quantile)))
+
+
+def quantile_labels(selfies: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
+    """Keep popularity at or below ``thresholds.bad`` (label 0) or at or above
+    ``thresholds.good`` (label 1); the middle is left out."""
     pop = selfies["popularity"]
-    t = Thresholds(float(pop.quantile(bad_quantile)), float(pop.quantile(good_quantile)))
-    bad, good = pop <= t.bad, pop >= t.good
+    bad, good = pop <= thresholds.bad, pop >= thresholds.good
     kept = selfies[bad | good].copy()
     kept.insert(4, "label", good[bad | good].astype("int8"))
-    return kept.reset_index(drop=True), t
+    return kept.reset_index(drop=True)
 
 
-def stratified_split(
-    labels: np.ndarray, fractions: dict[str, float], seed: int
-) -> np.ndarray:
-    """A split name per row: each class is shuffled (seeded) and cut by the fractions."""
+def random_split(sha256s: pd.Series, fractions: dict[str, float], seed: int) -> np.ndarray:
+    """A split name per row, blind to popularity: rows in content-hash order, shuffled (seeded)
+    and cut by the fractions."""
     total = sum(fractions[s] for s in SPLITS)
-    out = np.empty(len(labels), dtype=object)
-    for cls in np.unique(labels):
-        idx = np.flatnonzero(labels == cls)
-        idx = idx[rng(seed, "selfie", "split", int(cls)).permutation(len(idx))]
-        cuts = np.round(np.cumsum([fractions[s] / total for s in SPLITS]) * len(idx)).astype(int)
-        for name, lo, hi in zip(SPLITS, [0, *cuts[:-1]], cuts, strict=True):
-            out[idx[lo:hi]] = name
+    order = np.argsort(sha256s.to_numpy(), kind="stable")
+    idx = order[rng(seed, "selfie", "split").permutation(len(order))]
+    cuts = np.round(np.cumsum([fractions[s] / total for s in SPLITS]) * len(idx)).astype(int)
+    out = np.empty(len(idx), dtype=object)
+    for name, lo, hi in zip(SPLITS, [0, *cuts[:-1]], cuts, strict=True):
+        out[idx[lo:hi]] = name
     return out
 
 
@@ -78,10 +84,13 @@ def build_labels(
     catalog: pd.DataFrame, *, bad_quantile: float, good_quantile: float,
     fractions: dict[str, float], seed: int,
 ) -> tuple[pd.DataFrame, Thresholds]:
-    """The labelled selfies with their split (the selfie_labels table)."""
-    kept, thresholds = quantile_labels(selfie_rows(catalog), bad_quantile, good_quantile)
-    kept.insert(5, "split", stratified_split(kept["label"].to_numpy(), fractions, seed))
-    return kept, thresholds
+    """The labelled selfies with their split (the selfie_labels table): split first, thresholds
+    from the training rows, then every split labelled with them."""
+    rows = selfie_rows(catalog)
+    rows.insert(4, "split", random_split(rows["sha256"], fractions, seed))
+    thresholds = thresholds_from(rows.loc[rows["split"] == "train", "popularity"],
+                                 bad_quantile, good_quantile)
+    return quantile_labels(rows, thresholds), thresholds
 
 
 # --- transfer-value cache ------------------------------------------------------------------
@@ -161,13 +170,21 @@ def quality_problems(metrics: dict) -> list[str]:
     return problems
 
 
+def _resampling_line(metrics: dict) -> str:
+    r = next(iter(metrics["models"].values())).get("resampling", {})
+    return (f"95% intervals: percentile bootstrap resampling test {r.get('unit', 'item')}s "
+            f"({r.get('units', '?')} of them).")
+
+
 def report_markdown(metrics: dict, errors: pd.DataFrame, figures: dict[str, str]) -> str:
     """The selfie report as markdown (also shown as Dagster metadata)."""
     lines = ["# Selfie quality: good vs bad selfies", "",
              f"Labels: popularity ≤ q{metrics['labels']['bad_quantile']} bad, "
              f"≥ q{metrics['labels']['good_quantile']} good; "
              f"test images: {metrics['labels']['test']} "
-             f"({metrics['labels']['test_good']} good). Chance ROC-AUC 0.5.", "",
+             f"({metrics['labels']['test_good']} good). Chance ROC-AUC 0.5. Thresholds are the "
+             "quantiles of the training rows only.", "",
+             _resampling_line(metrics), "",
              "| model | test accuracy [95% CI] | test ROC-AUC [95% CI] | best epoch (val AUC) |",
              "|---|---|---|---|"]
     for name, m in metrics["models"].items():

@@ -13,19 +13,20 @@ from lenslab.style import evaluation as style_models
 from lenslab.style import extraction as style
 
 
-def _clustering(layout: DataLayout, table: pd.DataFrame) -> dict[str, float] | None:
-    """ARI/NMI of the KMeans clusters (and the seed's variant) against the true photographers;
-    None without ground truth (real photos)."""
+def _clustering(layout: DataLayout, table: pd.DataFrame, resamples: int,
+                seed: int) -> dict | None:
+    """ARI/NMI of the KMeans clusters (and the seed's variant) against the true photographers,
+    with intervals over the resampling unit; None without ground truth (real photos)."""
     known = style.true_photographers(layout, table["image_id"])
     if known is None:
         return None
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
     merged = table[["image_id"]].merge(pd.read_parquet(style.clusters_path(layout)),
                                        on="image_id")
-    return {f"{m}_{v}": float(fn(known.labels, merged[c]))
-            for v, c in (("standardised", "cluster"), ("seed", "seed_cluster"))
-            for m, fn in (("ari", adjusted_rand_score), ("nmi", normalized_mutual_info_score))}
+    units, unit = style_models.resampling_units(layout, merged["image_id"])
+    return style_models.clustering_agreement(
+        np.asarray(known.labels), {"standardised": merged["cluster"].to_numpy(),
+                                   "seed": merged["seed_cluster"].to_numpy()},
+        units, unit, resamples=resamples, seed=seed)
 
 
 def _embedding_maps(layout: DataLayout, ids: pd.DataFrame, seed: int) -> list[str]:
@@ -46,13 +47,13 @@ def _embedding_maps(layout: DataLayout, ids: pd.DataFrame, seed: int) -> list[st
     return ["image_embeddings.png", "photographer_embeddings.png"]
 
 
-def build_report(layout: DataLayout, seed: int) -> dict:
+def build_report(layout: DataLayout, seed: int, *, resamples: int, interval_seed: int) -> dict:
     """Write reports/style/ from the trained models' outputs; return its metrics."""
     out = style_models.report_dir(layout)
     metrics = json.loads((style_models.model_dir(layout, "photographer")
                           / "metrics.json").read_text())
     table = pd.read_parquet(style.features_path(layout))
-    clustering = _clustering(layout, table)
+    clustering = _clustering(layout, table, resamples, interval_seed)
     if clustering is not None:
         metrics["clustering"] = clustering
     ident = metrics["identification"]

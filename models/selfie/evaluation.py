@@ -65,7 +65,9 @@ def evaluate_selfie(layout: SelfieLayout, *, backbone: str, image_size: int, fin
     training = json.loads((layout.models / "training.json").read_text())
     test = preds[preds["split"] == "test"].reset_index(drop=True)
     y = test["label"].to_numpy()
-    kw = {"resamples": resamples, "seed": seed}
+    # one row per distinct photo (labels are deduplicated by content): the photo is the unit
+    kw = {"resamples": resamples, "seed": seed, "groups": test["sha256"].to_numpy(),
+          "unit": "photo"}
     models = {}
     for name in MODELS:
         models[name] = binary_metrics(y, test[f"p_{name}"].to_numpy(), name=name, **kw)

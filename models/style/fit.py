@@ -96,22 +96,9 @@ def _labels(layout: DataLayout, table: pd.DataFrame) -> tuple[np.ndarray, list[s
         "photographer_clusters"
 
 
-def _identification(scores: dict[str, torch.Tensor], y: torch.Tensor,
-                    idx: dict[str, torch.Tensor]) -> dict[str, dict]:
-    ident = {}
-    for method, s in scores.items():
-        for part in ("val", "test", "heldout_base"):
-            rows = idx[part]
-            if len(rows):
-                ident[f"{part}/{method}"] = {
-                    "split": part, "method": method, "images": len(rows),
-                    "top1": ph.topk_accuracy(s[rows], y[rows], 1),
-                    "top5": ph.topk_accuracy(s[rows], y[rows], 5)}
-    return ident
-
-
 def fit_photographer(layout: DataLayout, settings: ph.TrainConfig, *, ae_embedding: bool,
-                     device: torch.device) -> PhotographerFit:
+                     device: torch.device, resamples: int, interval_seed: int
+                     ) -> PhotographerFit:
     """Train the photographer embeddings on the style split's training photos; score them and
     the logistic-regression baseline on validation, held-out edits and held-out bases."""
     feats = pd.read_parquet(style.features_path(layout))
@@ -139,6 +126,10 @@ def fit_photographer(layout: DataLayout, settings: ph.TrainConfig, *, ae_embeddi
                   "predicted_style_match": result.model.style_scores(ft),
                   "baseline_logreg_features": torch.from_numpy(style_models.baseline_scores(
                       f, truth, train_rows, settings.seed)).float()}
+    units, unit = style_models.resampling_units(layout, table["image_id"])
+    ident, versus = style_models.identification(
+        scores, y.numpy(), {p: idx[p].numpy() for p in ("val", "test", "heldout_base")}, units,
+        unit, baseline="baseline_logreg_features", resamples=resamples, seed=interval_seed)
     out = photographer_dir(layout)
     vectors = result.model.photographers.weight.detach().numpy()
     emb_table = pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
@@ -156,7 +147,7 @@ def fit_photographer(layout: DataLayout, settings: ph.TrainConfig, *, ae_embeddi
                "label_origin": label_origin, "photographer_names": names,
                "photographers": n, "chance_top1": 1 / n, "chance_top5": min(5, n) / n,
                "best_epoch": result.best_epoch, "torch_seed": settings.seed,
-               "identification": _identification(scores, y, idx),
+               "identification": ident, "versus_baseline": versus,
                "split_sizes": {k: len(v) for k, v in idx.items()}}
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if not ae_embedding:  # the identifier carries no autoencoder scaling

@@ -27,6 +27,37 @@ def test_headlines_pair_each_model_with_its_baseline_and_missing_systems_are_nam
     assert flat["selfie"]["ROC-AUC (test) (baseline)"] == 0.6
 
 
+def _ident(top1, ci):
+    return {"top1": top1, "top5": 1.0, "top1_ci95": ci, "top5_ci95": [1.0, 1.0],
+            "unit": "base scene", "units": 40}
+
+
+def test_every_row_shows_its_interval_and_unit_and_says_what_it_is(tmp_path):
+    resampling = {"unit": "photo", "units": 30}
+    _write(tmp_path, "reports/selfie", {"models": {
+        n: {"roc_auc": a, "accuracy": a, "best_val_auc": a, "roc_auc_ci95": [a - .1, a + .1],
+            "accuracy_ci95": [a - .1, a + .1], "resampling": resampling}
+        for n, a in (("head", 0.8), ("finetune", 0.7), ("scratch", 0.6))}})
+    _write(tmp_path, "reports/style", {
+        "labels": "kmeans_clusters",
+        "identification": {"test/embedding_classifier": _ident(0.9, [0.85, 0.95]),
+                           "test/baseline_logreg_features": _ident(0.5, [0.4, 0.6])},
+        "clustering": {"nmi_standardised": 0.6, "nmi_seed": 0.3, "unit": "photo",
+                       "units": 100, "nmi_standardised_ci95": [0.55, 0.65],
+                       "nmi_seed_ci95": [0.25, 0.35], "held_out": False}})
+    rows, _ = pr.collect(tmp_path)
+    assert all(r.ci95 is not None and r.unit for r in rows)
+    # clusters as labels: no "photographer top-1"; the NMI is not a held-out figure
+    assert {r.metric for r in rows if r.system == "style"} == {
+        "cluster top-1 (test)", "cluster top-5 (test)",
+        "cluster NMI vs photographers (not held out: KMeans saw every photo)"}
+    assert [r.held_out for r in rows if "NMI" in r.metric] == [False]
+    text = pr.markdown(rows, [], {}, [], "headlines.png")
+    assert "| 0.800 [0.700, 0.900] |" in text and "| photo (30) |" in text
+    assert "| base scene (40) |" in text and "0.500 [0.400, 0.600]" in text
+    assert "Every figure is measured on held-out test data" not in text
+
+
 def test_markdown_and_html_carry_tables_versions_and_the_plot(tmp_path):
     rows = [pr.Headline("selfie", "ROC-AUC (test)", "m", 0.8, "b", 0.6, "")]
     text = pr.markdown(rows, ["pose"], {"selfies": 10},

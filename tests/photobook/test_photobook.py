@@ -84,12 +84,33 @@ def test_learned_vector_orders_held_out_photos_and_is_calibrated_on_val():
     gaps = pb.differences(e, test) @ learned.vector
     assert pb.pair_accuracy(gaps, truth_order) > 0.9
     scale = pb.fit_scale(pb.differences(e, val) @ learned.vector, val.y)
-    result = pb.evaluate_vector(e, learned.vector, scale, test, np.zeros(len(test), bool) | True,
-                                quality, bins=10, seed=SEED, resamples=200, name="t")
+    result = pb.evaluate_vector(e, learned.vector, scale, test, by_split.strict_test, quality,
+                                units=np.arange(len(e)), bins=10, seed=SEED, resamples=200,
+                                name="t")
     assert result["accuracy_truth"]["value"] > 0.9
     assert result["ece"] < 0.1
-    lo, hi = result["accuracy_labels"]["ci95"]
-    assert lo <= result["accuracy_labels"]["value"] <= hi
+    head = result[result["headline"]]
+    assert result["headline"] == "accuracy_labels_strict"
+    assert head["n"] == by_split.strict_test.sum() < result["accuracy_labels"]["n"]
+    assert head["ci95"][0] <= head["value"] <= head["ci95"][1] and head["unit"] == pb.UNIT
+
+
+def test_near_duplicate_groups_are_scored_against_the_true_bursts():
+    bursts = np.array([0, 0, 0, 1, 1, 2, 3])
+    exact = pb.burst_agreement(bursts + 10, bursts)
+    assert exact["precision"] == exact["recall"] == 1.0 and exact["burst_pairs"] == 4
+    # burst 0 split in two, bursts 2 and 3 (singles) wrongly merged
+    groups = np.array([0, 0, 5, 1, 1, 2, 2])
+    got = pb.burst_agreement(groups, bursts)
+    assert got["precision"] == pytest.approx(2 / 3) and got["recall"] == pytest.approx(2 / 4)
+
+
+def test_vector_cosines_are_the_cosines_of_the_vectors():
+    vectors = {pb.LEARNED: np.array([2.0, 0.0]), "same": np.array([5.0, 0.0]),
+               "opposite": np.array([-1.0, 0.0]), "diagonal": np.array([1.0, 1.0]),
+               "other_space": np.array([1.0, 0.0, 0.0])}
+    assert pb.vector_cosines(vectors) == pytest.approx(
+        {"same": 1.0, "opposite": -1.0, "diagonal": np.sqrt(0.5)})
 
 
 def test_platt_scale_recovers_the_true_temperature():
@@ -193,7 +214,7 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     emb = result.asset_materializations_for_node("image_embeddings")[0].metadata
     assert emb["encoder"].value == "mobilenet_v2_mlsp" and emb["photos"].value == 125
     checks = result.get_asset_check_evaluations()
-    assert {c.check_name for c in checks if c.passed} >= {"photobook_splits_are_disjoint"}
+    assert {c.check_name for c in checks if c.passed} >= {"photobook_splits_share_no_photo"}
 
     out = pb.PhotobookLayout(tmp_path)
     provenance = json.loads(out.provenance.read_text())
@@ -204,6 +225,8 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     learned = rater["vectors"]["learned"]
     # the must-show figures exist and are sane at this small scale
     assert learned["accuracy_labels"]["ci95"][0] > 0.5
+    assert learned["headline"] == "accuracy_labels_strict"
+    assert 0 < learned["accuracy_labels_strict"]["n"] < learned["accuracy_labels"]["n"]
     assert learned["accuracy_truth"]["value"] > 0.6
     assert 0 <= learned["ece"] < 0.15 and learned["scale"] > 0
     for name in ("metrics.json", "report.md", "reliability.png", "album.png", "album.csv"):
@@ -247,7 +270,20 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     assert vectors["prompt_photobook"]["available"] and "ece" in vectors["prompt_photobook"]
     cosines = json.loads((clip_out.report / "metrics.json").read_text())["cosines"]
     assert {"prompt_appealing", "prompt_photobook", "prompt_not_appealing"} <= set(cosines)
-    assert all(-1 <= c <= 1 for c in cosines.values())
+    # each reported cosine is the cosine of the vectors written to vectors.npz, computed here
+    arrays = np.load(clip_out.vectors)
+    learned_vector = arrays["vector_learned"]
+    for name, c in cosines.items():
+        v = arrays[f"vector_{name}"]
+        expected = v @ learned_vector / (np.linalg.norm(v) * np.linalg.norm(learned_vector))
+        assert c == pytest.approx(expected, abs=1e-6), name
+    # the prompt vectors are CLIP text embeddings times their sign: "not appealing" points
+    # against its text's own embedding, so a dropped sign shows up here
+    prompts = {p["name"]: p for p in param("photobook.prompts")}
+    texts = mp.build_encoder("clip", clip_weights=str(weights)).encode_texts(
+        [prompts["not_appealing"]["text"]])
+    assert prompts["not_appealing"].get("sign", 1) == -1
+    np.testing.assert_allclose(arrays["vector_prompt_not_appealing"], -texts[0], atol=1e-5)
 
 
 def _cli_on_real_photos(data_root, checks):

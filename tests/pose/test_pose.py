@@ -324,7 +324,7 @@ def test_pose_pipeline_materialises_and_meets_the_issue_targets(tmp_path):
                             selection=[a.key for a in pose_assets], resources=resources,
                             run_config=run_config, raise_on_error=True)
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"landmark_pairs_no_image_in_two_splits": True,
+    assert checks == {"landmark_pairs_share_no_image": True,
                       "similarity_model_beats_chance": True}
     keypoints = result.asset_materializations_for_node("pose_keypoints")[0].metadata
     assert keypoints["backend"].value == "annotations"

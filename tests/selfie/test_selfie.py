@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lenslab import metrics
 from lenslab.formats.selfies import ATTRIBUTES
 from lenslab.selfie import labels as S
 from models import backbones, checkpoints, images
@@ -33,22 +32,48 @@ def _catalog(n: int = 100) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_labels_keep_the_extremes_and_split_stratified_and_seeded():
+FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
+def test_labels_keep_the_extremes_and_the_split_is_seeded():
     labels, t = S.build_labels(_catalog(), bad_quantile=0.3, good_quantile=0.7,
-                               fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=7)
-    assert len(labels) == 60 and labels["label"].sum() == 30  # the middle 40 are left out
+                               fractions=FRACTIONS, seed=7)
     assert (labels.loc[labels["label"] == 0, "popularity"] <= t.bad).all()
     assert (labels.loc[labels["label"] == 1, "popularity"] >= t.good).all()
+    assert not ((labels["popularity"] > t.bad) & (labels["popularity"] < t.good)).any()
+    assert 45 <= len(labels) <= 75 and set(labels["split"]) == {"train", "val", "test"}
     assert set(ATTRIBUTES) <= set(labels.columns)
-    counts = labels.groupby(["split", "label"]).size()
-    assert counts["train"].tolist() == [18, 18] and counts["test"].tolist() == [6, 6]
     again, _ = S.build_labels(_catalog(), bad_quantile=0.3, good_quantile=0.7,
-                              fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=7)
+                              fractions=FRACTIONS, seed=7)
     other, _ = S.build_labels(_catalog(), bad_quantile=0.3, good_quantile=0.7,
-                              fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=8)
-    assert (labels["split"] == again["split"]).all() and (labels["split"] != other["split"]).any()
+                              fractions=FRACTIONS, seed=8)
+    assert labels.equals(again) and not labels.equals(other)
     with pytest.raises(ValueError):
-        S.quantile_labels(S.selfie_rows(_catalog()), 0.8, 0.2)
+        S.thresholds_from(pd.Series([1.0, 2.0]), 0.8, 0.2)
+
+
+def test_thresholds_come_from_training_rows_only():
+    """Moving every validation and test popularity far out changes neither the thresholds nor
+    a training label: only training rows set the cut."""
+    catalog = _catalog()
+    labels, t = S.build_labels(catalog, bad_quantile=0.3, good_quantile=0.7,
+                               fractions=FRACTIONS, seed=7)
+    rows = S.selfie_rows(catalog)
+    split = S.random_split(rows["sha256"], FRACTIONS, 7)
+    assert t.bad == rows["popularity"][split == "train"].quantile(0.3)
+    held_out = set(rows["image_id"][split != "train"])
+    moved = catalog.copy()
+    for i, row in moved.iterrows():
+        if row["image_id"] in held_out:
+            values = json.loads(row["labels"])
+            values["popularity"] += 1000.0
+            moved.at[i, "labels"] = json.dumps(values)
+    labels2, t2 = S.build_labels(moved, bad_quantile=0.3, good_quantile=0.7,
+                                 fractions=FRACTIONS, seed=7)
+    assert (t2.bad, t2.good) == (t.bad, t.good)
+    key = ["image_id", "split", "label"]
+    assert labels2.loc[labels2["split"] == "train", key].reset_index(drop=True).equals(
+        labels.loc[labels["split"] == "train", key].reset_index(drop=True))
 
 
 def test_missing_attribute_labels_are_named():
@@ -66,19 +91,6 @@ def test_cache_computes_only_what_is_missing():
     assert S.missing_from_cache(cache, ["a"], "resnet18", 128) == ["a"]  # other backbone
     assert S.missing_from_cache(cache, ["a"], "mobilenet_v2", 160) == ["a"]  # other size
     assert S.lookup(cache, ["b", "a"], "mobilenet_v2", 128).shape == (2, 3)
-
-
-def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
-    r = np.random.default_rng(1)
-    y = np.repeat([0, 1], 50)
-    p = np.clip(y * 0.3 + r.random(100) * 0.7, 0, 1)
-    m = metrics.binary_metrics(y, p, resamples=300, seed=3, name="x")
-    lo, hi = m["roc_auc_ci95"]
-    assert lo < m["roc_auc"] < hi and lo > 0.5
-    assert metrics.binary_metrics(y, p, resamples=300, seed=3, name="x")["roc_auc_ci95"] == (lo, hi)
-    assert np.array(m["confusion"]["rows_true_0_1"]).sum() == 100
-    d = metrics.paired_auc_difference(y, p, r.random(100), resamples=300, seed=3, name="d")
-    assert d["ci95"][0] < d["difference"] < d["ci95"][1]
 
 
 def test_errors_by_attribute_finds_the_attribute_errors_concentrate_on():

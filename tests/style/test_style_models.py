@@ -104,6 +104,28 @@ def test_split_holds_shared_bases_out_entirely():
     assert "heldout_base" not in set(plain) and (plain == "train").sum() == 6
 
 
+def test_identification_intervals_resample_base_scenes_and_pair_the_baseline():
+    # 10 bases x 3 renders; the model is right on every render, the baseline on the whole of
+    # every other base (so its errors come in base-sized clumps)
+    units = np.repeat([f"b{i}" for i in range(10)], 3)
+    labels = np.tile([0, 1, 2], 10)
+    right = torch.nn.functional.one_hot(torch.from_numpy(labels), 3).float()
+    wrong = torch.nn.functional.one_hot(torch.from_numpy((labels + 1) % 3), 3).float()
+    base_ok = np.repeat(np.arange(10) % 2 == 0, 3)
+    scores = {"model": right, "base": torch.where(torch.from_numpy(base_ok)[:, None], right,
+                                                  wrong)}
+    rows = {"test": np.arange(30)}
+    ident, versus = style_models.identification(scores, labels, rows, units, "base scene",
+                                                baseline="base", resamples=500, seed=0)
+    assert ident["test/model"]["top1"] == 1.0 and ident["test/model"]["top1_ci95"] == (1.0, 1.0)
+    b = ident["test/base"]
+    assert b["top1"] == 0.5 and b["units"] == 10 and b["unit"] == "base scene"
+    lo, hi = b["top1_ci95"]
+    assert lo < 0.5 < hi and hi - lo > 0.4  # 10 independent units, not 30
+    d = versus["test/model"]
+    assert d["difference"] == 0.5 and d["ci95"][0] > 0.1 and d["baseline"] == "base"
+
+
 def _photographer_folders(tree) -> None:
     """<tree>/<photographer>/<scene>.jpg: 3 presets, each applied to the same 8 crops of real
     photos (FiveK's layout: every photographer edits every scene, one file name per scene)."""
