@@ -1,7 +1,5 @@
 """Personalised aesthetics: worker split, generic model, per-user models, enhancement, saliency."""
 
-import time
-from collections import Counter
 
 import dagster as dg
 import numpy as np
@@ -9,8 +7,10 @@ import pandas as pd
 from pydantic import Field
 
 from assets.metadata import path_value, table_preview
-from lenslab.params import param
-from orchestration.kit.config import config_params, param_field
+from assets.registration import register_model
+from lenslab.aesthetics.splits import AestheticsLayout
+from models.registry import registry_folder
+from orchestration.kit.config import config_params, param_field, settings_from
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
 from orchestration.kit.resources import DataRoot, TorchDevice
@@ -22,8 +22,6 @@ NET = ("aesthetics.backbone", "aesthetics.image_size", "aesthetics.frozen_stages
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.aesthetics.splits import AestheticsLayout
-
     return AestheticsLayout(data_root.layout().root)
 
 
@@ -35,20 +33,10 @@ class NetConfig(dg.Config):
                                      "Leading trunk stages shared and frozen (cached).")
 
 
-def _networks(config: NetConfig, data_root: DataRoot):
-    """(prefix, generic AestheticNet, cached features {image_id: row}) from aesthetic_model."""
-    import torch
+def _net(config: NetConfig):
+    from models.aesthetics.fit import NetSettings
 
-    from models.aesthetics.networks import AestheticNet, Prefix
-    from models.backbones import build_trunk
-    from models.checkpoints import load_state
-
-    layout = _layout(data_root)
-    trunk = build_trunk(config.backbone)  # the prefix's ImageNet weights
-    generic = load_state(AestheticNet(trunk, config.frozen_stages), layout.model / "generic.pt")
-    cached = torch.load(layout.features, map_location="cpu", weights_only=True)
-    index = {image_id: i for i, image_id in enumerate(cached["image_ids"])}
-    return Prefix(trunk, config.frozen_stages), generic.eval(), cached["features"], index
+    return settings_from(config, NetSettings)
 
 
 class RaterSplitsConfig(dg.Config):
@@ -60,7 +48,7 @@ class RaterSplitsConfig(dg.Config):
                                    "Held-out ratings a worker needs beyond the k shots.")
 
 
-SPLITS_STAGE = Stage(__name__, outs=("aesthetics/splits",),
+SPLITS_STAGE = Stage(__name__, outs=(AestheticsLayout.SPLITS,),
                      params=config_params(RaterSplitsConfig))
 
 
@@ -123,7 +111,7 @@ class AestheticModelConfig(NetConfig):
     weight_decay: float = param_field("aesthetics.generic.weight_decay")
 
 
-MODEL_STAGE = Stage(__name__, outs=("aesthetics/model",),
+MODEL_STAGE = Stage(__name__, outs=(AestheticsLayout.MODEL,),
                     params=config_params(AestheticModelConfig))
 
 
@@ -137,83 +125,32 @@ MODEL_STAGE = Stage(__name__, outs=("aesthetics/model",),
 )
 def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelConfig,
                     data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
-    import torch
-
-    from lenslab.aesthetics.splits import image_paths, mean_ratings, validation_images, write_json
     from lenslab.seeding import derive_seed
-    from models.aesthetics.networks import AestheticNet, GenericSettings, Prefix, train_generic
-    from models.backbones import build_trunk
-    from models.checkpoints import save_state
-    from models.device import describe
-    from models.images import as_float, load_images
+    from models.aesthetics.fit import dropped_by_reason, fit_generic
+    from models.aesthetics.networks import GenericSettings
 
     layout = _layout(data_root)
-    root = data_root.layout().root
-    ratings = pd.read_parquet(data_root.layout().raw("flickr_aes") / "ratings.parquet")
-    workers = pd.read_parquet(layout.workers)
-    paths, dropped = image_paths(pd.read_parquet(data_root.layout().catalog),
-                                 sorted(ratings["image_id"].unique()),
-                                 pd.read_parquet(data_root.layout().quarantine))
-    # a quarantined image's ratings go, the rest of the dataset stays
-    dropped_ratings = int(ratings["image_id"].isin(dropped).sum())
-    ratings = ratings[~ratings["image_id"].isin(dropped)]
-    dropped_by_reason = dict(Counter(dropped.values()))
-    if dropped:
-        context.log.warning(f"dropped {len(dropped)} rated image(s) and their {dropped_ratings} "
-                            f"rating(s): {dropped_by_reason}, e.g. {next(iter(dropped))}")
-    ids = list(paths.index)
-    torch_device = device.torch_device()
-    trunk = build_trunk(config.backbone)
-    prefix = Prefix(trunk, config.frozen_stages).to(torch_device).eval()
-    start = time.perf_counter()
-    features = []
-    with torch.inference_mode():
-        for i in range(0, len(ids), 128):
-            batch = load_images([root / p for p in paths.iloc[i:i + 128]], config.image_size)
-            features.append(prefix(as_float(batch, torch_device)).float().cpu())
-    features = torch.cat(features)
-    feature_seconds = time.perf_counter() - start
-    layout.model.mkdir(parents=True, exist_ok=True)
-    tmp = layout.features.with_suffix(".tmp")
-    torch.save({"image_ids": ids, "features": features}, tmp)
-    tmp.replace(layout.features)
-
-    index = {image_id: i for i, image_id in enumerate(ids)}
-    targets = mean_ratings(ratings, workers)  # train workers' images only
-    val = validation_images(list(targets.index), config.val_fraction, config.seed)
-    fit_ids = [i for i in targets.index if i not in val]
-    val_ids = sorted(val)
-
-    def subset(image_ids):
-        return (features[[index[i] for i in image_ids]],
-                torch.tensor(targets.loc[image_ids].to_numpy(), dtype=torch.float32))
-
     seed = derive_seed(config.seed, "aesthetics", "generic") % 2**31
-    net = AestheticNet(trunk, config.frozen_stages)
-    start = time.perf_counter()
-    result = train_generic(net, subset(fit_ids), subset(val_ids),
-                           GenericSettings(config.epochs, config.lr, config.batch_size,
-                                           config.weight_decay, seed),
-                           torch_device, log=context.log.info)
-    train_seconds = time.perf_counter() - start
-    save_state(net, layout.model / "generic.pt")
-    summary = {"best_epoch": result.best_epoch, "val_spearman": result.best_val_spearman,
-               "ridge_val_spearman": result.history[0]["val_spearman"],
-               "history": result.history, "seed": seed, "train_images": len(fit_ids),
-               "val_images": len(val_ids), "feature_seconds": feature_seconds,
-               "train_seconds": train_seconds, "device": describe(torch_device),
-               "architecture": {"backbone": config.backbone, "image_size": config.image_size,
-                                "frozen_stages": config.frozen_stages}}
-    write_json(layout.model / "training.json", summary)
+    fit = fit_generic(data_root.layout(), layout, _net(config),
+                      settings_from(config, GenericSettings, seed=seed),
+                      val_fraction=config.val_fraction, split_seed=config.seed,
+                      device=device.torch_device(), log=context.log.info)
+    reasons = dropped_by_reason(fit.dropped)
+    if fit.dropped:
+        context.log.warning(f"dropped {len(fit.dropped)} rated image(s) and their "
+                            f"{fit.dropped_ratings} rating(s): {reasons}, e.g. "
+                            f"{next(iter(fit.dropped))}")
+    summary = fit.summary
     return dg.MaterializeResult(metadata={
-        "val_spearman": round(result.best_val_spearman, 4),
+        "val_spearman": round(summary["val_spearman"], 4),
         "ridge_head_val_spearman": summary["ridge_val_spearman"],
-        "best_epoch": result.best_epoch, "train_images": len(fit_ids),
-        "val_images": len(val_ids), "cached_images": len(ids),
-        "dropped_images": len(dropped), "dropped_ratings": dropped_ratings,
-        "dropped_by_reason": dg.MetadataValue.json(dropped_by_reason),
-        "feature_seconds": round(feature_seconds, 2), "train_seconds": round(train_seconds, 2),
-        "device": summary["device"], "history": dg.MetadataValue.json(result.history),
+        "best_epoch": summary["best_epoch"], "train_images": summary["train_images"],
+        "val_images": summary["val_images"], "cached_images": fit.cached_images,
+        "dropped_images": len(fit.dropped), "dropped_ratings": fit.dropped_ratings,
+        "dropped_by_reason": dg.MetadataValue.json(reasons),
+        "feature_seconds": round(summary["feature_seconds"], 2),
+        "train_seconds": round(summary["train_seconds"], 2),
+        "device": summary["device"], "history": dg.MetadataValue.json(summary["history"]),
         "path": path_value(layout.model),
     })
 
@@ -235,7 +172,7 @@ class PersonalConfig(NetConfig):
                                 "Held-aside shots needed to accept any change.")
 
 
-PERSONAL_STAGE = Stage(__name__, outs=("aesthetics/personal",),
+PERSONAL_STAGE = Stage(__name__, outs=(AestheticsLayout.PERSONAL,),
                        params=config_params(PersonalConfig))
 
 
@@ -249,56 +186,20 @@ PERSONAL_STAGE = Stage(__name__, outs=("aesthetics/personal",),
 )
 def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
                       data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
-    import torch
-
-    from lenslab.atomic import write_parquet
-    from lenslab.seeding import derive_seed
+    from models.aesthetics.fit import fit_personal, trained_networks
     from models.aesthetics.networks import (
         METHODS,
         PersonalSettings,
         count_parameters,
-        personal_state,
-        personalise,
-        predict,
-        spearman,
         with_method,
     )
 
     layout = _layout(data_root)
-    _, generic, features, index = _networks(config, data_root)
-    draws = pd.read_parquet(layout.draws)
-    torch_device = device.torch_device()
-    settings = PersonalSettings(config.steps, config.holdout,
-                                {"head": config.lr_head, "full": config.lr_full,
-                                 "adapters": config.lr_adapters}, config.anchor,
-                                config.lr_shots, config.min_stop)
-    rows = []
-    for (worker, k, rep), draw in draws.groupby(["worker", "k", "repeat"], sort=True):
-        shot, held = draw[draw["role"] == "shot"], draw[draw["role"] == "heldout"]
-        x_shot = features[[index[i] for i in shot["image_id"]]]
-        y_shot = torch.tensor(shot["score"].to_numpy(), dtype=torch.float32)
-        x_held = features[[index[i] for i in held["image_id"]]]
-        generic_rho = spearman(held["score"].to_numpy(), predict(generic, x_held, torch_device))
-        for method in METHODS:
-            seed = derive_seed(config.seed, "aesthetics", "personal", worker, k, rep, method)
-            start = time.perf_counter()
-            net, steps = personalise(generic, method, x_shot, y_shot, settings, seed % 2**31,
-                                     torch_device)
-            seconds = time.perf_counter() - start
-            rho = spearman(held["score"].to_numpy(), predict(net, x_held, torch_device))
-            rows.append({"worker": worker, "k": int(k), "repeat": int(rep), "method": method,
-                         "generic_rho": generic_rho, "personal_rho": rho,
-                         "delta": rho - generic_rho, "steps": steps, "seconds": seconds,
-                         "heldout": len(held), "seed": str(seed)})
-            if rep == 0:  # one file per user, k and method
-                path = layout.adapters / method / f"k{k}" / f"{worker}.pt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(personal_state(net, method), path.with_suffix(".tmp"))
-                path.with_suffix(".tmp").replace(path)
-        context.log.info(f"{worker} k={k} draw {rep}: generic ρ {generic_rho:.3f}, "
-                         + ", ".join(f"{r['method']} {r['delta']:+.3f}" for r in rows[-3:]))
-    results = pd.DataFrame(rows)
-    write_parquet(layout.adapters / "results.parquet", results)
+    settings = settings_from(config, PersonalSettings, lr={
+        "head": config.lr_head, "full": config.lr_full, "adapters": config.lr_adapters})
+    results = fit_personal(layout, _net(config), settings, seed=config.seed,
+                           device=device.torch_device(), log=context.log.info)
+    generic = trained_networks(layout, _net(config))[1]
     params = {m: count_parameters(with_method(generic, m), m) for m in METHODS}
     per_worker = results.groupby(["k", "method", "worker"])["delta"].mean()
     medians = per_worker.groupby(["k", "method"]).median()
@@ -325,15 +226,7 @@ class EnhanceConfig(NetConfig):
     method: str = Field(default="adapters", description="Whose personal model enhances.")
 
 
-def personal_model_files(layout, method: str) -> dict[str, "object"]:
-    """worker -> the file of their personal model with the most shots."""
-    files = {}
-    for folder in sorted(layout.adapters.glob(f"{method}/k*"), key=lambda p: int(p.name[1:])):
-        files.update({f.stem: f for f in folder.glob("*.pt")})
-    return files
-
-
-ENHANCE_STAGE = Stage(__name__, outs=("aesthetics/enhanced",),
+ENHANCE_STAGE = Stage(__name__, outs=(AestheticsLayout.ENHANCED,),
                       params=config_params(EnhanceConfig))
 
 
@@ -347,53 +240,11 @@ ENHANCE_STAGE = Stage(__name__, outs=("aesthetics/enhanced",),
 )
 def enhanced_photos(context: dg.AssetExecutionContext, config: EnhanceConfig,
                     data_root: DataRoot, device: TorchDevice) -> dg.MaterializeResult:
-    import torch
-    from PIL import Image
-
-    from lenslab.aesthetics.splits import image_paths
-    from lenslab.atomic import write_parquet
-    from models.aesthetics.networks import Scorer, edit_ascent, load_personal, pixel_ascent
-    from models.images import load_images
+    from models.aesthetics.fit import EnhanceSettings, enhance_photos
 
     layout = _layout(data_root)
-    root = data_root.layout().root
-    prefix, generic, _, _ = _networks(config, data_root)
-    draws = pd.read_parquet(layout.draws)
-    catalog = pd.read_parquet(data_root.layout().catalog)
-    quarantine = pd.read_parquet(data_root.layout().quarantine)
-    torch_device = device.torch_device()
-    generic_scorer = Scorer(prefix, generic, config.image_size).to(torch_device).eval()
-    rows = []
-    for worker, path in sorted(personal_model_files(layout, config.method).items()):
-        k = int(path.parent.name[1:])
-        net = load_personal(generic, config.method, path)
-        scorer = Scorer(prefix, net, config.image_size).to(torch_device).eval()
-        held = draws[(draws["worker"] == worker) & (draws["k"] == k) & (draws["repeat"] == 0)
-                     & (draws["role"] == "heldout")].head(config.photos_per_worker)
-        paths, _ = image_paths(catalog, list(held["image_id"]), quarantine)
-        held = held[held["image_id"].isin(paths.index)]
-        images = load_images([root / p for p in paths], config.size).float().div(255).to(
-            torch_device)
-        for image_id, image in zip(held["image_id"], images, strict=True):
-            pixel = pixel_ascent(scorer, image, config.steps, config.step_size, config.epsilon)
-            edited, values = edit_ascent(scorer, image, config.steps, config.edit_lr,
-                                         config.edit_bound)
-            with torch.no_grad():
-                s = [float(scorer(x[None])) for x in (image, pixel, edited)]
-                g = [float(generic_scorer(x[None])) for x in (image, pixel, edited)]
-            stem = image_id.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            out = layout.enhanced / worker
-            out.mkdir(parents=True, exist_ok=True)
-            for name, x in (("before", image), ("pixel", pixel), ("edit", edited)):
-                array = (x.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-                Image.fromarray(array).save(out / f"{stem}_{name}.png")
-            rows.append({"worker": worker, "k": k, "image_id": image_id, "stem": stem,
-                         "score": s[0], "pixel_score": s[1], "edit_score": s[2],
-                         "generic_score": g[0], "generic_pixel_score": g[1],
-                         "generic_edit_score": g[2], **{f"edit_{n}": v for n, v in
-                                                        values.items()}})
-    table = pd.DataFrame(rows)
-    write_parquet(layout.enhanced / "enhancement.parquet", table)
+    table = enhance_photos(data_root.layout(), layout, _net(config),
+                           settings_from(config, EnhanceSettings), device.torch_device())
     pixel_rose = float((table["pixel_score"] > table["score"]).mean()) if len(table) else 0.0
     edit_rose = float((table["edit_score"] > table["score"]).mean()) if len(table) else 0.0
     return dg.MaterializeResult(metadata={
@@ -416,7 +267,7 @@ class SaliencyConfig(NetConfig):
                                "Personal models shown beside the generic one.")
 
 
-SALIENCY_STAGE = Stage(__name__, outs=("aesthetics/saliency",),
+SALIENCY_STAGE = Stage(__name__, outs=(AestheticsLayout.SALIENCY,),
                        params=config_params(SaliencyConfig))
 
 
@@ -432,11 +283,12 @@ def saliency_maps(config: SaliencyConfig, data_root: DataRoot,
     from lenslab.aesthetics.figures import saliency_figure
     from lenslab.aesthetics.splits import image_paths
     from lenslab.seeding import derive_seed
+    from models.aesthetics.fit import personal_model_files, trained_networks
     from models.aesthetics.networks import Scorer, load_personal, saliency
     from models.images import load_images
 
     layout = _layout(data_root)
-    prefix, generic, _, _ = _networks(config, data_root)
+    prefix, generic, _, _ = trained_networks(layout, _net(config))
     draws = pd.read_parquet(layout.draws)
     held = draws[(draws["role"] == "heldout") & (draws["repeat"] == 0)]
     picks = sorted(held["image_id"].unique())[:config.samples]
@@ -468,10 +320,18 @@ def saliency_maps(config: SaliencyConfig, data_root: DataRoot,
     })
 
 
-REPORT_STAGE = Stage(__name__, outs=("reports/aesthetics", "registry/aesthetics"),
-                     params=("seed", "aesthetics.enhance", "aesthetics.personal",
-                             "aesthetics.bootstrap"),
-                     persist=("registry/aesthetics",))  # every version is kept
+class AestheticsReportConfig(dg.Config):
+    seed: int = param_field("seed", "Root seed of the intervals.")
+    bootstrap: int = param_field("aesthetics.bootstrap", "Resamples per CI.")
+    enhance: dict = param_field("aesthetics.enhance",
+                                "The enhancement settings the served model carries.")
+    holdout: float = param_field("aesthetics.personal.holdout")
+    min_stop: int = param_field("aesthetics.personal.min_stop")
+
+
+REPORT_STAGE = Stage(__name__, outs=(AestheticsLayout.REPORT, registry_folder("aesthetics")),
+                     params=config_params(AestheticsReportConfig),
+                     persist=(registry_folder("aesthetics"),))  # every version is kept
 
 
 @dg.asset(
@@ -480,137 +340,63 @@ REPORT_STAGE = Stage(__name__, outs=("reports/aesthetics", "registry/aesthetics"
     **REPORT_STAGE.asset_kwargs(),
     freshness_policy=REPORT_FRESHNESS,
     description="Per k and method: Δ Spearman over the generic model (median, mean ± sd, share "
-    "of workers improved), trainable parameters per user, plots, example enhancements, skips.",
+    "of workers improved, intervals over test workers), trainable parameters per user, plots, "
+    "example enhancements, skips; registers the generic scorer with each user's adapters.",
 )
-def aesthetics_report(context: dg.AssetExecutionContext,
+def aesthetics_report(context: dg.AssetExecutionContext, config: AestheticsReportConfig,
                       data_root: DataRoot) -> dg.MaterializeResult:
-    import json
-
-    from lenslab.aesthetics.figures import delta_figure, enhancement_figure
-    from lenslab.aesthetics.splits import report_markdown, worker_intervals, write_json
-    from lenslab.atomic import write_text
-    from models.aesthetics.networks import summarise_deltas
+    from models.aesthetics.evaluation import ReportSettings, evaluate_personalisation
 
     layout = _layout(data_root)
-    out = layout.report
-    split = json.loads(layout.split_info.read_text())
-    generic = json.loads((layout.model / "training.json").read_text())
-    results = pd.read_parquet(layout.adapters / "results.parquet")
-    enhanced = pd.read_parquet(layout.enhanced / "enhancement.parquet")
-    per_worker = results.groupby(["k", "method", "worker"], as_index=False)[
-        ["delta", "generic_rho", "personal_rho", "steps"]].mean()
-    intervals = worker_intervals(per_worker, resamples=param("aesthetics.bootstrap"),
-                                 seed=param("seed"))
-    table = []
-    for (k, method), rows in per_worker.groupby(["k", "method"], sort=True):
-        table.append({"k": int(k), "method": method, **summarise_deltas(rows["delta"]),
-                      "generic_rho": float(rows["generic_rho"].median()),
-                      "personal_rho": float(rows["personal_rho"].median()),
-                      "steps": float(rows["steps"].median()),
-                      **intervals[(int(k), method)]})
-    # the parameter counts come from the stored per-user files themselves
-    params = {}
-    import torch
-
-    for method in ("head", "full", "adapters"):
-        files = sorted(layout.adapters.glob(f"{method}/k*/*.pt"))
-        if files:
-            state = torch.load(files[0], map_location="cpu", weights_only=True)
-            params[method] = int(sum(t.numel() for t in state.values()))
-    steps = param("aesthetics.enhance.steps")
-    enhancement = {
-        "photos": len(enhanced), "steps": steps, "epsilon": param("aesthetics.enhance.epsilon"),
-        "pixel_rose": float((enhanced["pixel_score"] > enhanced["score"]).mean()),
-        "edit_rose": float((enhanced["edit_score"] > enhanced["score"]).mean()),
-        "pixel_gain_median": float((enhanced["pixel_score"] - enhanced["score"]).median()),
-        "edit_gain_median": float((enhanced["edit_score"] - enhanced["score"]).median()),
-        "pixel_generic_gain_median": float(
-            (enhanced["generic_pixel_score"] - enhanced["generic_score"]).median()),
-        "edit_generic_gain_median": float(
-            (enhanced["generic_edit_score"] - enhanced["generic_score"]).median()),
-        "edit_median": {c[5:]: float(enhanced[c].median()) for c in enhanced.columns
-                        if c.startswith("edit_") and c != "edit_score"},
-    }
-    root = data_root.layout().root
-    figures = {"Δ Spearman per worker": out / "delta_spearman.png",
-               "example enhancements": out / "enhancements.png",
-               "saliency (generic vs personal)": layout.saliency / "saliency.png"}
-    delta_figure(per_worker, figures["Δ Spearman per worker"])
-    enhancement_figure(enhanced.head(4), layout.enhanced, figures["example enhancements"])
-    recipe = {"holdout": param("aesthetics.personal.holdout"),
-              "min_stop": param("aesthetics.personal.min_stop")}
-    metrics = {"split": split, "generic": generic, "results": table, "parameters": params,
-               "recipe": recipe,
-               "enhancement": enhancement, "skipped": split["skipped"],
-               "seconds_per_run": {f"k={k} {m}": float(v) for (k, m), v in
-                                   results.groupby(["k", "method"])["seconds"].median().items()}}
-    md = report_markdown(metrics, {k: v.relative_to(root).as_posix() for k, v in figures.items()})
-    write_json(out / "metrics.json", metrics)
-    write_text(out / "report.md", md)
+    metrics, md = evaluate_personalisation(layout, settings_from(
+        config, ReportSettings, enhance_steps=config.enhance["steps"],
+        enhance_epsilon=config.enhance["epsilon"]))
     context.log.info(md)
-    entry = _register(context, data_root, metrics)
+    entry = _register(context, data_root, metrics, config)
+    params, table = metrics["parameters"], metrics["results"]
     return dg.MaterializeResult(metadata={
         "registry_version": entry.version, "promoted": entry.promoted,
         **{f"median_delta_k{r['k']}_{r['method']}": round(r["median"], 4) for r in table},
         "adapter_params": params.get("adapters", 0), "full_params": params.get("full", 0),
-        "skipped": len(split["skipped"]), "report": dg.MetadataValue.md(md),
-        "metrics_path": path_value(out / "metrics.json"),
+        "skipped": len(metrics["skipped"]), "report": dg.MetadataValue.md(md),
+        "metrics_path": path_value(layout.report / "metrics.json"),
     })
 
 
-def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: dict):
+def _register(context: dg.AssetExecutionContext, data_root: DataRoot, metrics: dict,
+              config: AestheticsReportConfig):
     """The generic scorer as a registry entry, each test worker's adapters (their model with the
     most shots) as its extra states; promoted if the personalisation quality bar holds."""
-    import torch
-
-    from assets.registration import data_provenance, stage_params
     from lenslab.aesthetics.splits import quality_problems
-    from models import registry
-    from models.aesthetics.networks import AestheticNet, Prefix, Scorer
-    from models.backbones import build_trunk
-    from models.checkpoints import load_state
+    from models.aesthetics.evaluation import served_scorer
 
     layout = _layout(data_root)
     arch = metrics["generic"]["architecture"]
-    trunk = build_trunk(arch["backbone"])  # the prefix keeps its ImageNet weights
-    cut = arch["frozen_stages"]
-    scorer = Scorer(Prefix(trunk, cut), load_state(AestheticNet(trunk, cut),
-                                                   layout.model / "generic.pt"),
-                    arch["image_size"])
     method = "adapters"  # the method the quality check judges
-    users, states = {}, {}
-    for i, (worker, path) in enumerate(sorted(personal_model_files(layout, method).items())):
-        users[worker] = {"method": method, "k": int(path.parent.name[1:]),
-                         "state": f"users/{i:04d}"}  # worker ids need not be file names
-        states[users[worker]["state"]] = torch.load(path, map_location="cpu", weights_only=True)
-    problems = quality_problems(metrics)
-    for problem in problems:
-        context.log.warning(f"aesthetics model not promoted: {problem}")
+    scorer, users, states = served_scorer(layout, arch, method)
     k_top = max((r["k"] for r in metrics["results"]), default=None)
     top = {r["method"]: r for r in metrics["results"] if r["k"] == k_top}
-    card = {
-        "asset": "aesthetic_model", "personal_asset": "personal_adapters",
-        "code_version": MODEL_STAGE.code_version(), "architecture": arch,
-        "metrics": {
-            "val_spearman": metrics["generic"]["val_spearman"],
-            "baseline_ridge_head_val_spearman": metrics["generic"]["ridge_val_spearman"],
-            **{f"k{k_top}_{m}_median_delta_spearman": r["median"] for m, r in top.items()},
-            **{f"k{k_top}_{m}_median_delta_spearman_ci95": r.get("median_ci95")
-               for m, r in top.items()},
-            f"k{k_top}_generic_test_worker_spearman": (top[method]["generic_rho"]
-                                                       if method in top else None),
-            "test_workers": metrics["split"]["test_workers"], "quality_problems": problems},
-        "params": {**stage_params(MODEL_STAGE), **stage_params(PERSONAL_STAGE)},
-        "data": data_provenance(context, ("rater_splits", "aesthetic_model", "personal_adapters"),
-                                ("data/aesthetics/splits", "data/aesthetics/model",
-                                 "data/aesthetics/personal")),
-        "backbone": {"name": arch["backbone"], "weights": "torchvision IMAGENET1K_V1",
-                     "provenance": "torchvision's official ImageNet checkpoint (torch hub cache)"},
-        "users": users,
-        "enhance": param("aesthetics.enhance"),
-    }
-    return registry.register(data_root.layout().root, "aesthetics", scorer, card=card,
-                             promote=not problems, extra_states=states)
+    return register_model(
+        context, "aesthetics", scorer, asset="aesthetic_model", stage=MODEL_STAGE,
+        configs=[config], inputs=("rater_splits", "aesthetic_model", "personal_adapters"),
+        dvc_outs=("data/aesthetics/splits", "data/aesthetics/model", "data/aesthetics/personal"),
+        problems=quality_problems(metrics), data_root=data_root.layout().root,
+        extra_states=states, card={
+            "personal_asset": "personal_adapters", "architecture": arch,
+            "training": {k: v for k, v in metrics["generic"].items() if k != "history"},
+            "metrics": {
+                "val_spearman": metrics["generic"]["val_spearman"],
+                "baseline_ridge_head_val_spearman": metrics["generic"]["ridge_val_spearman"],
+                **{f"k{k_top}_{m}_median_delta_spearman": r["median"] for m, r in top.items()},
+                **{f"k{k_top}_{m}_median_delta_spearman_ci95": r.get("median_ci95")
+                   for m, r in top.items()},
+                f"k{k_top}_generic_test_worker_spearman": (top[method]["generic_rho"]
+                                                           if method in top else None),
+                "test_workers": metrics["split"]["test_workers"]},
+            "backbone": {"name": arch["backbone"], "weights": "torchvision IMAGENET1K_V1",
+                         "provenance": "torchvision's official ImageNet checkpoint "
+                         "(torch hub cache)"},
+            "users": users, "enhance": config.enhance})
 
 
 @dg.asset_check(asset=aesthetics_report,

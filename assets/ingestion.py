@@ -134,6 +134,41 @@ def _config_class(source: str) -> type[dg.Config]:
     return SourceConfig
 
 
+def _materialisation(context: dg.AssetExecutionContext, source: str, mode: str, layout,
+                     result) -> dg.MaterializeResult:
+    """Log what the ingestion kept, rejected and skipped; the materialisation's metadata."""
+    context.log.info(
+        f"{source}: {result.n_records} images listed, {result.n_rejected} rows rejected, "
+        f"{len(result.skipped_members)} archive members skipped "
+        f"({'acquired' if result.acquired else 'reused'} {mode} data)"
+    )
+    for line in _skipped_log_lines(result.skipped_members):
+        context.log.warning(line)
+    for row in result.rejected_preview.itertuples():
+        where = row.file if pd.isna(row.line) else f"{row.file}:{row.line}"
+        context.log.warning(f"rejected {where}: {row.reason}")
+    records = pd.read_parquet(result.records_path)
+    table_files = [layout.raw(source) / f"{t}.parquet" for t in sorted(result.tables)]
+    tables = [pd.read_parquet(f) for f in table_files if f.is_file()]
+    return dg.MaterializeResult(
+        data_version=content_version(records, *tables),
+        metadata={
+            "mode": mode,
+            "records": result.n_records,
+            "rejected_rows": result.n_rejected,
+            "skipped_archive_members": len(result.skipped_members),
+            "skipped_members": _skipped_table(result.skipped_members),
+            "skipped_by_reason": counts_md(
+                Counter(r["reason"] for r in result.skipped_members), ("reason", "members")),
+            "tables": counts_md(result.tables, ("table", "rows")),
+            "records_path": path_value(result.records_path),
+            "report_path": path_value(layout.ingest_report(source)),
+            "preview": table_preview(records),
+            "acquired": result.acquired,
+        }
+    )
+
+
 def build_source_asset(source: str) -> dg.AssetsDefinition:
     config_class = _config_class(source)
     stage = source_stage(source)
@@ -166,36 +201,7 @@ def build_source_asset(source: str) -> dg.AssetsDefinition:
         )
         with _logs_to(context):
             result = ingest_source(spec, layout, http.settings())
-        context.log.info(
-            f"{source}: {result.n_records} images listed, {result.n_rejected} rows rejected, "
-            f"{len(result.skipped_members)} archive members skipped "
-            f"({'acquired' if result.acquired else 'reused'} {config.mode} data)"
-        )
-        for line in _skipped_log_lines(result.skipped_members):
-            context.log.warning(line)
-        for row in result.rejected_preview.itertuples():
-            where = row.file if pd.isna(row.line) else f"{row.file}:{row.line}"
-            context.log.warning(f"rejected {where}: {row.reason}")
-        records = pd.read_parquet(result.records_path)
-        table_files = [layout.raw(source) / f"{t}.parquet" for t in sorted(result.tables)]
-        tables = [pd.read_parquet(f) for f in table_files if f.is_file()]
-        return dg.MaterializeResult(
-            data_version=content_version(records, *tables),
-            metadata={
-                "mode": config.mode,
-                "records": result.n_records,
-                "rejected_rows": result.n_rejected,
-                "skipped_archive_members": len(result.skipped_members),
-                "skipped_members": _skipped_table(result.skipped_members),
-                "skipped_by_reason": counts_md(
-                    Counter(r["reason"] for r in result.skipped_members), ("reason", "members")),
-                "tables": counts_md(result.tables, ("table", "rows")),
-                "records_path": path_value(result.records_path),
-                "report_path": path_value(layout.ingest_report(source)),
-                "preview": table_preview(records),
-                "acquired": result.acquired,
-            }
-        )
+        return _materialisation(context, source, config.mode, layout, result)
 
     return _ingest
 

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from assets.metadata import counts_md, path_value, table_preview
-from assets.registration import data_provenance, stage_params
-from lenslab.seeding import derive_seed
-from orchestration.kit.config import config_params, param_field
+from assets.registration import register_model
+from lenslab.photobook.rating import PhotobookLayout
+from models.registry import registry_folder
+from orchestration.kit.config import config_params, param_field, settings_from
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
 from orchestration.kit.resources import DataRoot, TorchDevice
@@ -23,8 +24,6 @@ PREFERENCES = dg.AssetKey("photo_preferences")  # its pairs.parquet and (synthet
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.photobook.rating import PhotobookLayout
-
     return PhotobookLayout(data_root.layout().root)
 
 
@@ -43,6 +42,19 @@ def _unusable(data_root: DataRoot) -> dict[str, str]:
     return unusable_images(pd.read_parquet(layout.catalog), pd.read_parquet(layout.quarantine))
 
 
+def _pairs(context: dg.AssetExecutionContext, data_root: DataRoot, photos: pd.DataFrame):
+    """The annotated pairs of embedded photos; pairs naming a photo the catalog quarantined or
+    deduplicated are dropped, counted and logged."""
+    from lenslab.photobook.rating import annotated_pairs
+
+    pairs = annotated_pairs(pd.read_parquet(_layout(data_root).pairs()), photos["image_id"],
+                            _unusable(data_root))
+    if pairs.dropped:
+        context.log.warning(f"dropped {sum(pairs.dropped.values())} annotated pair(s) naming a "
+                            f"photo the catalog does not embed: {pairs.dropped}")
+    return pairs
+
+
 class ImageEmbeddingsConfig(dg.Config):
     sources: list[str] = param_field("photobook.sources",
                                      "Catalog sources to embed.")
@@ -56,7 +68,7 @@ class ImageEmbeddingsConfig(dg.Config):
     batch_size: int = param_field("photobook.batch_size")
 
 
-EMBEDDINGS_STAGE = Stage(__name__, outs=("photobook/embeddings",),
+EMBEDDINGS_STAGE = Stage(__name__, outs=(PhotobookLayout.EMBEDDINGS,),
                          params=config_params(ImageEmbeddingsConfig))
 
 
@@ -120,7 +132,7 @@ class MasterVectorsConfig(dg.Config):
     clip_weights: str = param_field("photobook.clip_weights")
 
 
-VECTORS_STAGE = Stage(__name__, outs=("photobook/master_vectors",),
+VECTORS_STAGE = Stage(__name__, outs=(PhotobookLayout.VECTORS,),
                       params=config_params(MasterVectorsConfig))
 
 
@@ -137,90 +149,25 @@ def master_vectors(
     context: dg.AssetExecutionContext, config: MasterVectorsConfig, data_root: DataRoot,
     device: TorchDevice,
 ) -> dg.MaterializeResult:
-    from lenslab.atomic import atomic_path, write_parquet, write_text
-    from lenslab.photobook.rating import (
-        LEARNED,
-        Standardiser,
-        annotated_pairs,
-        fit_learned_vector,
-        near_duplicate_groups,
-        seed_ranksvm,
-        split_groups,
-        split_pairs,
-        tier_pairs,
-    )
+    from models.photobook.fit import VectorSettings, fit_master_vectors
 
     layout = _layout(data_root)
     photos, e, info = _embeddings(data_root)
-    fractions = {"train": config.train, "val": config.val, "test": config.test}
-    # near-duplicates are found with train-free statistics (all photos), only to group them
-    groups = near_duplicate_groups(Standardiser.fit(e)(e), config.duplicate_threshold)
-    split = split_groups(groups, fractions, config.seed)
-    train_photos = np.flatnonzero(split == "train")
-    standardiser = Standardiser.fit(e[train_photos])
-    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"],
-                            _unusable(data_root))
-    if pairs.dropped:
-        context.log.warning(f"dropped {sum(pairs.dropped.values())} annotated pair(s) naming a "
-                            f"photo the catalog does not embed: {pairs.dropped}")
-    tiers = photos["tier"].fillna(-1).to_numpy(dtype=int)
-    by_split = split_pairs(pairs, split, tiers, config.tier_gap)
-    pair_split, train, val = by_split.where, by_split.train, by_split.val
-    learned = fit_learned_vector(e, train, val, standardiser, config.c_grid)
-    context.log.info(f"learned vector: C={learned.c} ({len(train)} train, {len(val)} val pairs)")
-
-    vectors = {LEARNED: learned.vector,
-               "seed_ranksvm": seed_ranksvm(e, tier_pairs(tiers, train_photos, 7))}
-    provenance = {
-        LEARNED: {"available": True, "description": "learned from preference pairs",
-                  "method": "logistic ranking, no intercept, standardised embedding "
-                  "differences; vector = weights / train std", "C": learned.c,
-                  "val_curve": learned.curve, "train_pairs": len(train),
-                  "train_pairs_from_tiers": len(train) - int((pair_split == "train").sum()),
-                  "val_pairs": len(val), "tier_gap": config.tier_gap},
-        "seed_ranksvm": {"available": True,
-                         "description": "seed's RankSVM on tier pairs (baseline)",
-                         "method": "LinearSVC hinge loss, no intercept, raw differences, "
-                         "tier gap > 6, C 0.5, unit length (the seed's notebook)"},
-    }
-    clip = info["encoder"].startswith("clip")
-    if clip:
-        from models.photobook.encoders import ClipEncoder, resolve_clip_weights
-
-        encoder = ClipEncoder(resolve_clip_weights(config.clip_weights),
-                              device=device.torch_device())
-        texts = encoder.encode_texts([p["text"] for p in config.prompts])
-    for k, prompt in enumerate(config.prompts):
-        name = f"prompt_{prompt['name']}"
-        sign = "minus " if prompt.get("sign", 1) < 0 else ""
-        provenance[name] = {"available": clip, "text": prompt["text"],
-                            "description": f"prompt: {sign}'{prompt['text']}'",
-                            "method": "CLIP text embedding, L2-normalised, times sign"
-                            if clip else f"unavailable: encoder {info['encoder']} has no text "
-                            "tower"}
-        if clip:
-            vectors[name] = prompt.get("sign", 1) * texts[k]
-    common = {"encoder": info, "split_seed": derive_seed(config.seed, "photobook", "split"),
-              "split_fractions": fractions, "duplicate_threshold": config.duplicate_threshold,
-              "photos": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-              "near_duplicate_groups": int(groups.max() + 1),
-              "pairs": {s: int((pair_split == s).sum()) for s in ("train", "val", "test")}}
-    with atomic_path(layout.vectors) as tmp, open(tmp, "wb") as f:
-        np.savez(f, mean=standardiser.mean, std=standardiser.std,
-                 **{f"vector_{n}": v for n, v in vectors.items()})
-    write_text(layout.provenance, json.dumps({"vectors": provenance, **common}, indent=2))
-    write_parquet(layout.splits, pd.DataFrame({"image_id": photos["image_id"], "group": groups,
-                                               "split": split}))
+    pairs = _pairs(context, data_root, photos)
+    fit = fit_master_vectors(layout, photos, e, info, pairs,
+                             settings_from(config, VectorSettings), device.torch_device())
+    context.log.info(f"learned vector: C={fit.c} ({fit.common['pairs']['train']} annotated "
+                     f"train pairs, {fit.common['pairs']['val']} val pairs)")
     return dg.MaterializeResult(metadata={
-        "encoder": info["encoder"], "C": learned.c,
+        "encoder": info["encoder"], "C": fit.c,
         "vectors": counts_md({n: p["description"] + ("" if p["available"] else " (unavailable)")
-                              for n, p in provenance.items()}, ("vector", "provenance")),
-        "photos_per_split": dg.MetadataValue.json(common["photos"]),
-        "pairs_per_split": dg.MetadataValue.json(common["pairs"]),
-        "near_duplicate_groups": common["near_duplicate_groups"],
+                              for n, p in fit.provenance.items()}, ("vector", "provenance")),
+        "photos_per_split": dg.MetadataValue.json(fit.common["photos"]),
+        "pairs_per_split": dg.MetadataValue.json(fit.common["pairs"]),
+        "near_duplicate_groups": fit.common["near_duplicate_groups"],
         "dropped_pairs": sum(pairs.dropped.values()),
         "dropped_pairs_by_reason": dg.MetadataValue.json(pairs.dropped),
-        "val_curve": table_preview(pd.DataFrame(learned.curve), rows=len(learned.curve)),
+        "val_curve": table_preview(pd.DataFrame(fit.curve), rows=len(fit.curve)),
         "path": path_value(layout.provenance),
     })
 
@@ -233,8 +180,8 @@ class PhotobookRaterConfig(dg.Config):
                                              "Album: skip photos this similar to a pick.")
 
 
-RATER_STAGE = Stage(__name__, outs=("photobook/rater", "registry/photobook"),
-                    persist=("registry/photobook",),  # every version is kept
+RATER_STAGE = Stage(__name__, outs=(PhotobookLayout.RATER, registry_folder("photobook")),
+                    persist=(registry_folder("photobook"),),  # every version is kept
                     params=config_params(PhotobookRaterConfig))
 
 
@@ -249,51 +196,16 @@ RATER_STAGE = Stage(__name__, outs=("photobook/rater", "registry/photobook"),
 def photobook_rater(
     context: dg.AssetExecutionContext, config: PhotobookRaterConfig, data_root: DataRoot,
 ) -> dg.MaterializeResult:
-    from lenslab.atomic import write_parquet, write_text
-    from lenslab.photobook.rating import (
-        HEADLINE,
-        LEARNED,
-        annotated_pairs,
-        differences,
-        evaluate_vector,
-        fit_scale,
-        sigmoid,
-        split_pairs,
-        true_quality,
-    )
+    from lenslab.photobook.calibration import calibrate_rater
+    from lenslab.photobook.rating import HEADLINE, LEARNED
 
     layout = _layout(data_root)
     photos, e, info = _embeddings(data_root)
-    provenance = json.loads(layout.provenance.read_text())
-    arrays = np.load(layout.vectors)
-    splits = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"]]
-    split, units = splits["split"], splits["group"].to_numpy()
-    pairs = annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"],
-                            _unusable(data_root))
-    by_split = split_pairs(pairs, split.to_numpy())
-    val, test = by_split.val, by_split.test
-    truth = true_quality(layout, photos["image_id"])
-    rater = {"encoder": info, "duplicate_threshold": config.duplicate_threshold, "vectors": {}}
-    predictions = pd.DataFrame({"first": photos["image_id"].to_numpy()[test.first],
-                                "second": photos["image_id"].to_numpy()[test.second],
-                                "first_won": test.y, "strict": by_split.strict_test})
-    for name, prov in provenance["vectors"].items():
-        entry = {"available": prov["available"], "description": prov["description"]}
-        if prov["available"]:
-            vector = arrays[f"vector_{name}"]
-            scale = fit_scale(differences(e, val) @ vector, val.y)
-            entry.update(scale=scale, **evaluate_vector(
-                e, vector, scale, test, predictions["strict"].to_numpy(), truth, units=units,
-                bins=config.reliability_bins, seed=config.seed, resamples=config.bootstrap,
-                name=name))
-            predictions[f"p_{name}"] = sigmoid(scale * (differences(e, test) @ vector))
-        rater["vectors"][name] = entry
-    rater["test_pairs"] = len(test)
-    rater["strict_test_pairs"] = int(predictions["strict"].sum())
-    rater["val_pairs"] = len(val)
-    write_text(layout.rater, json.dumps(rater, indent=2, default=float))
-    write_parquet(layout.predictions, predictions)
-    entry = _register(context, data_root, rater, provenance)
+    rater = calibrate_rater(layout, photos, e, info, _pairs(context, data_root, photos),
+                            duplicate_threshold=config.duplicate_threshold,
+                            bins=config.reliability_bins, resamples=config.bootstrap,
+                            seed=config.seed)
+    entry = _register(context, data_root, rater, config)
     learned = rater["vectors"][LEARNED]
     head = learned[HEADLINE]
     context.log.info(f"learned vector: ECE {learned['ece']:.3f}, accuracy "
@@ -313,7 +225,7 @@ def photobook_rater(
         **({"learned_test_accuracy_truth": round(learned["accuracy_truth"]["value"], 4),
             "oracle_test_accuracy": round(learned["oracle_accuracy_labels"], 4)}
            if "accuracy_truth" in learned else {}),
-        "test_pairs": len(test), "val_pairs": len(val),
+        "test_pairs": rater["test_pairs"], "val_pairs": rater["val_pairs"],
         "accuracy_vs_true_order": counts_md(truth_md, ("vector", "accuracy")),
         "reliability": table_preview(pd.DataFrame(learned["reliability"]), rows=20),
         "path": path_value(layout.rater),
@@ -328,7 +240,7 @@ class PhotobookReportConfig(dg.Config):
                                     "Places in the example album (N).")
 
 
-REPORT_STAGE = Stage(__name__, outs=("reports/photobook",),
+REPORT_STAGE = Stage(__name__, outs=(PhotobookLayout.REPORT,),
                      params=config_params(PhotobookReportConfig))
 
 
@@ -345,54 +257,16 @@ REPORT_STAGE = Stage(__name__, outs=("reports/photobook",),
 def photobook_report(
     context: dg.AssetExecutionContext, config: PhotobookReportConfig, data_root: DataRoot,
 ) -> dg.MaterializeResult:
-    from lenslab.atomic import write_text
-    from lenslab.photobook.figures import album_sheet, reliability_diagram
-    from lenslab.photobook.rating import (
-        HEADLINE,
-        LEARNED,
-        Rater,
-        burst_agreement,
-        ground_truth_rows,
-        report_markdown,
-        vector_cosines,
-    )
-    from lenslab.seeding import rng
+    from lenslab.photobook.rating import HEADLINE, LEARNED
+    from lenslab.photobook.report import build_report
 
     layout = _layout(data_root)
-    out = layout.report
     photos, e, _ = _embeddings(data_root)
-    rater_json = json.loads(layout.rater.read_text())
-    rater = Rater.load(layout)
-    split = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"], "split"]
-    test_photos = np.flatnonzero(split.to_numpy() == "test")
-    m = min(config.album_photos, len(test_photos))
-    offered = np.sort(rng(config.seed, "photobook", "album").choice(test_photos, m,
-                                                                     replace=False))
-    # the offered photos plus every near-duplicate of them, so the album has bursts to skip
-    groups = pd.read_parquet(layout.splits).set_index("image_id").loc[photos["image_id"],
-                                                                       "group"].to_numpy()
-    offered = np.flatnonzero(np.isin(groups, groups[offered]) & (split.to_numpy() == "test"))
-    names = photos["image_id"].to_numpy()[offered].tolist()
-    album = rater.album(e[offered], names, config.album_places, LEARNED)
-    cosines = vector_cosines(rater.vectors)
-    figures = {"reliability diagram": out / "reliability.png", "example album": out / "album.png"}
-    reliability_diagram({n: v for n, v in rater_json["vectors"].items() if v["available"]},
-                        figures["reliability diagram"])
-    root = data_root.layout().root
-    paths = dict(zip(photos["image_id"], photos["normalised_path"], strict=True))
-    album_sheet(album, [root / paths[n] for n in album["photo"]], figures["example album"])
-    truth = ground_truth_rows(layout, photos["image_id"])
-    bursts = None if truth is None else burst_agreement(groups, truth["burst"].to_numpy())
-    metrics = {"rater": rater_json, "cosines": cosines, "near_duplicates_vs_bursts": bursts,
-               "album": album.to_dict(orient="records"),
-               "album_offered": len(offered), "album_places": config.album_places}
-    md = report_markdown(metrics, {k: v.relative_to(root).as_posix()
-                                   for k, v in figures.items()})
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
-    write_text(out / "report.md", md)
-    album.to_csv(out / "album.csv", index=False)
+    metrics, album, md = build_report(layout, photos, e, data_root.layout().root,
+                                      album_photos=config.album_photos,
+                                      album_places=config.album_places, seed=config.seed)
     context.log.info(md)
-    learned = rater_json["vectors"][LEARNED]
+    learned, bursts = metrics["rater"]["vectors"][LEARNED], metrics["near_duplicates_vs_bursts"]
     return dg.MaterializeResult(metadata={
         "learned_test_accuracy": round(learned[HEADLINE]["value"], 4),
         "learned_ece": round(learned["ece"], 4),
@@ -402,7 +276,7 @@ def photobook_report(
         "album_skipped_duplicates": int(album["reason"].str.startswith("near-duplicate").sum()),
         "album": table_preview(album[["photo", "score", "chosen", "reason"]], rows=12),
         "report": dg.MetadataValue.md(md),
-        "metrics_path": path_value(out / "metrics.json"),
+        "metrics_path": path_value(layout.report / "metrics.json"),
     })
 
 
@@ -463,48 +337,45 @@ def _learned_problems(vectors: dict) -> tuple[list[str], bool]:
 
 
 def _register(context: dg.AssetExecutionContext, data_root: DataRoot, rater_json: dict,
-              provenance: dict):
+              config: PhotobookRaterConfig):
     """The learned rater as a registry entry; promoted only if its quality check passes."""
     from lenslab.photobook.rating import HEADLINE, LEARNED, Rater
-    from models import registry
     from models.photobook.rater import RaterModel
 
+    layout = _layout(data_root)
+    provenance = json.loads(layout.provenance.read_text())
     problems, _ = _learned_problems(rater_json["vectors"])
-    for problem in problems:
-        context.log.warning(f"photobook rater not promoted: {problem}")
-    model = RaterModel.from_rater(Rater.load(_layout(data_root)))
-    learned = rater_json["vectors"][LEARNED]
-    encoder = rater_json["encoder"]
-    card = {
-        "asset": "photobook_rater", "model": LEARNED, "code_version": RATER_STAGE.code_version(),
-        "architecture": {"dim": encoder["dim"],
-                         "duplicate_threshold": rater_json["duplicate_threshold"]},
-        "encoder": encoder,
-        "vector": {k: v for k, v in provenance["vectors"][LEARNED].items() if k != "val_curve"},
-        "metrics": {"test_pair_accuracy": learned[HEADLINE]["value"],
-                    "test_pair_accuracy_ci95": learned[HEADLINE]["ci95"],
-                    "test_pair_accuracy_unit": learned[HEADLINE]["unit"],
-                    "test_pairs_both_held_out": learned[HEADLINE]["n"],
-                    "test_pair_accuracy_one_train_photo_allowed":
-                        learned["accuracy_labels"]["value"],
-                    "test_pairs": rater_json["test_pairs"], "test_ece": learned["ece"],
-                    "scale": learned["scale"],
-                    "baseline_seed_ranksvm_test_pair_accuracy":
-                        rater_json["vectors"]["seed_ranksvm"][HEADLINE]["value"],
-                    "quality_problems": problems},
-        "params": {**stage_params(VECTORS_STAGE), **stage_params(RATER_STAGE)},
-        "data": data_provenance(context, ("image_embeddings", "master_vectors",
-                                          "photo_preferences"),
-                                ("data/photobook/embeddings", "data/photobook/master_vectors",
-                                 "data/raw/photo_preferences")),
-        "backbone": {"name": encoder["encoder"], "weights": encoder["weights"],
-                     "pretrained": encoder["pretrained"],
-                     "provenance": "open_clip ViT-B-32 weights file" if encoder[
-                         "encoder"].startswith("clip") else
-                     "torchvision's official ImageNet MobileNetV2 checkpoint (torch hub cache)"},
-    }
-    return registry.register(data_root.layout().root, "photobook", model, card=card,
-                             promote=not problems)
+    learned, encoder = rater_json["vectors"][LEARNED], rater_json["encoder"]
+    return register_model(
+        context, "photobook", RaterModel.from_rater(Rater.load(layout)), stage=RATER_STAGE,
+        configs=[config], inputs=("image_embeddings", "master_vectors", "photo_preferences"),
+        dvc_outs=("data/photobook/embeddings", "data/photobook/master_vectors",
+                  "data/raw/photo_preferences"),
+        problems=problems, data_root=data_root.layout().root, card={
+            "model": LEARNED,
+            "architecture": {"dim": encoder["dim"],
+                             "duplicate_threshold": rater_json["duplicate_threshold"]},
+            "encoder": encoder,
+            "vector": {k: v for k, v in provenance["vectors"][LEARNED].items()
+                       if k != "val_curve"},
+            "split": {k: provenance[k] for k in ("split_seed", "split_fractions",
+                                                 "duplicate_threshold", "photos", "pairs")},
+            "metrics": {"test_pair_accuracy": learned[HEADLINE]["value"],
+                        "test_pair_accuracy_ci95": learned[HEADLINE]["ci95"],
+                        "test_pair_accuracy_unit": learned[HEADLINE]["unit"],
+                        "test_pairs_both_held_out": learned[HEADLINE]["n"],
+                        "test_pair_accuracy_one_train_photo_allowed":
+                            learned["accuracy_labels"]["value"],
+                        "test_pairs": rater_json["test_pairs"], "test_ece": learned["ece"],
+                        "scale": learned["scale"],
+                        "baseline_seed_ranksvm_test_pair_accuracy":
+                            rater_json["vectors"]["seed_ranksvm"][HEADLINE]["value"]},
+            "backbone": {"name": encoder["encoder"], "weights": encoder["weights"],
+                         "pretrained": encoder["pretrained"],
+                         "provenance": "open_clip ViT-B-32 weights file" if encoder[
+                             "encoder"].startswith("clip") else
+                         "torchvision's official ImageNet MobileNetV2 checkpoint "
+                         "(torch hub cache)"}})
 
 
 photobook_assets = [image_embeddings, master_vectors, photobook_rater, photobook_report]

@@ -9,7 +9,9 @@ from pydantic import Field
 
 from assets.metadata import path_value, table_preview
 from assets.registration import register_model
+from lenslab.pose.pairs import PoseLayout
 from lenslab.seeding import derive_seed
+from models.registry import registry_folder
 from orchestration.kit.config import config_params, param_field, settings_from
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
@@ -25,8 +27,6 @@ VARIANTS = (("frozen", False, False), ("frozen_pose", False, True),
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.pose.pairs import PoseLayout
-
     return PoseLayout(data_root.layout().root)
 
 
@@ -42,7 +42,7 @@ class PoseKeypointsConfig(dg.Config):
     batch_size: int = param_field("pose.batch_size")
 
 
-KEYPOINTS_STAGE = Stage(__name__, outs=("pose/keypoints",),
+KEYPOINTS_STAGE = Stage(__name__, outs=(PoseLayout.KEYPOINTS,),
                         extra_code=("scripts/mediapipe_worker.py",),
                         params=config_params(PoseKeypointsConfig))
 
@@ -89,7 +89,7 @@ class PoseMasksConfig(dg.Config):
     line_width: int = param_field("pose.mask_line_width", "Limb width, px.")
 
 
-MASKS_STAGE = Stage(__name__, outs=("pose/masks",),
+MASKS_STAGE = Stage(__name__, outs=(PoseLayout.MASKS,),
                     params=config_params(PoseMasksConfig))
 
 
@@ -139,7 +139,7 @@ class LandmarkPairsConfig(dg.Config):
                                     "Share of negatives: another site.")
 
 
-PAIRS_STAGE = Stage(__name__, outs=("pose/pairs",),
+PAIRS_STAGE = Stage(__name__, outs=(PoseLayout.PAIRS,),
                     params=config_params(LandmarkPairsConfig))
 
 
@@ -218,7 +218,7 @@ class LandmarkSimilarityConfig(dg.Config):
                          "same settings; False starts afresh.")
 
 
-SIMILARITY_STAGE = Stage(__name__, outs=("pose/models",),
+SIMILARITY_STAGE = Stage(__name__, outs=(PoseLayout.MODELS,),
                          params=config_params(LandmarkSimilarityConfig))
 
 
@@ -260,8 +260,8 @@ class SimilarityReportConfig(dg.Config):
     bootstrap: int = param_field("pose.bootstrap", "Resamples per CI.")
 
 
-REPORT_STAGE = Stage(__name__, outs=("reports/pose", "registry/pose"),
-                     persist=("registry/pose",),  # every version is kept
+REPORT_STAGE = Stage(__name__, outs=(PoseLayout.REPORT, registry_folder("pose")),
+                     persist=(registry_folder("pose"),),  # every version is kept
                      params=config_params(SimilarityReportConfig))
 
 

@@ -11,6 +11,8 @@ from pydantic import Field
 from assets.metadata import counts_md, path_value, table_preview
 from assets.registration import register_model
 from lenslab.seeding import derive_seed
+from lenslab.selfie.labels import SelfieLayout
+from models.registry import registry_folder
 from orchestration.kit.config import config_params, param_field, settings_from
 from orchestration.kit.freshness import REPORT_FRESHNESS
 from orchestration.kit.gpu import GPU_ASSET
@@ -21,8 +23,6 @@ GROUP = "selfie"
 
 
 def _layout(data_root: DataRoot):
-    from lenslab.selfie.labels import SelfieLayout
-
     return SelfieLayout(data_root.layout().root)
 
 
@@ -37,7 +37,7 @@ class SelfieLabelsConfig(dg.Config):
     seed: int = param_field("seed", "Root seed of the split.")
 
 
-LABELS_STAGE = Stage(__name__, outs=("selfie/labels",),
+LABELS_STAGE = Stage(__name__, outs=(SelfieLayout.LABELS,),
                      params=config_params(SelfieLabelsConfig))
 
 
@@ -83,9 +83,9 @@ class SelfieFeaturesConfig(dg.Config):
     batch_size: int = param_field("selfie.batch_size")
 
 
-FEATURES_STAGE = Stage(__name__, outs=("selfie/features",),
+FEATURES_STAGE = Stage(__name__, outs=(SelfieLayout.FEATURES,),
                        params=config_params(SelfieFeaturesConfig),
-                       persist=("selfie/features",))  # the transfer-value cache
+                       persist=(SelfieLayout.FEATURES,))  # the transfer-value cache
 
 
 @dg.asset(
@@ -155,7 +155,7 @@ class SelfieClassifierConfig(dg.Config):
     scratch_lr: float = param_field("selfie.scratch.lr")
 
 
-CLASSIFIER_STAGE = Stage(__name__, outs=("selfie/models",),
+CLASSIFIER_STAGE = Stage(__name__, outs=(SelfieLayout.MODELS,),
                          params=config_params(SelfieClassifierConfig))
 
 
@@ -201,8 +201,8 @@ class SelfieReportConfig(dg.Config):
     samples: int = Field(default=4, description="Sample test selfies for saliency/activations.")
 
 
-REPORT_STAGE = Stage(__name__, outs=("reports/selfie", "registry/selfie"),
-                     persist=("registry/selfie",),  # every version is kept
+REPORT_STAGE = Stage(__name__, outs=(SelfieLayout.REPORT, registry_folder("selfie")),
+                     persist=(registry_folder("selfie"),),  # every version is kept
                      params=config_params(SelfieReportConfig))
 
 

@@ -52,6 +52,11 @@ class Entry:
     promoted: bool
 
 
+def registry_folder(family: str) -> str:
+    """``family``'s folder under the data root (a registering asset's Stage out)."""
+    return f"{REGISTRY_DIR}/{family}"
+
+
 def family_dir(data_root: Path, family: str) -> Path:
     return data_root / REGISTRY_DIR / family
 

@@ -29,11 +29,19 @@ REAL_WORKERS, REAL_TEST_WORKERS = 210, 37  # FLICKR-AES as Ren et al. split it
 class AestheticsLayout:
     """Where the aesthetics system keeps its files under the data root."""
 
+    # the stage folders under the data root (the assets' Stage outs name these)
+    SPLITS = "aesthetics/splits"
+    MODEL = "aesthetics/model"
+    PERSONAL = "aesthetics/personal"
+    ENHANCED = "aesthetics/enhanced"
+    SALIENCY = "aesthetics/saliency"
+    REPORT = "reports/aesthetics"
+
     root: Path
 
     @property
     def splits(self) -> Path:
-        return self.root / "aesthetics" / "splits"
+        return self.root / self.SPLITS
 
     @property
     def workers(self) -> Path:
@@ -49,7 +57,7 @@ class AestheticsLayout:
 
     @property
     def model(self) -> Path:
-        return self.root / "aesthetics" / "model"
+        return self.root / self.MODEL
 
     @property
     def features(self) -> Path:
@@ -57,19 +65,19 @@ class AestheticsLayout:
 
     @property
     def adapters(self) -> Path:
-        return self.root / "aesthetics" / "personal"
+        return self.root / self.PERSONAL
 
     @property
     def enhanced(self) -> Path:
-        return self.root / "aesthetics" / "enhanced"
+        return self.root / self.ENHANCED
 
     @property
     def saliency(self) -> Path:
-        return self.root / "aesthetics" / "saliency"
+        return self.root / self.SALIENCY
 
     @property
     def report(self) -> Path:
-        return self.root / "reports" / "aesthetics"
+        return self.root / self.REPORT
 
 
 def rater_split(ratings: pd.DataFrame, low: int = TEST_WORKER_RATINGS[0],

@@ -35,15 +35,21 @@ TIER_LABEL = "tier"
 
 @dataclass(frozen=True)
 class PhotobookLayout:
+    # the stage folders under the data root (the assets' Stage outs name these)
+    EMBEDDINGS = "photobook/embeddings"
+    VECTORS = "photobook/master_vectors"
+    RATER = "photobook/rater"
+    REPORT = "reports/photobook"
+
     root: Path
 
     @property
     def embeddings(self) -> Path:
-        return self.root / "photobook" / "embeddings" / "embeddings.parquet"
+        return self.root / self.EMBEDDINGS / "embeddings.parquet"
 
     @property
     def vectors_dir(self) -> Path:
-        return self.root / "photobook" / "master_vectors"
+        return self.root / self.VECTORS
 
     @property
     def vectors(self) -> Path:
@@ -59,7 +65,7 @@ class PhotobookLayout:
 
     @property
     def rater_dir(self) -> Path:
-        return self.root / "photobook" / "rater"
+        return self.root / self.RATER
 
     @property
     def rater(self) -> Path:
@@ -71,7 +77,7 @@ class PhotobookLayout:
 
     @property
     def report(self) -> Path:
-        return self.root / "reports" / "photobook"
+        return self.root / self.REPORT
 
     def ground_truth(self) -> Path:
         return self.root / "raw" / SOURCE / "ground_truth" / "quality.csv"

@@ -330,22 +330,29 @@ def role_models(images: pd.DataFrame, scores: pd.DataFrame, model: str,
 class PoseLayout:
     """Where the pose system keeps its files under the data root (outside raw/)."""
 
+    # the stage folders under the data root (the assets' Stage outs name these)
+    KEYPOINTS = "pose/keypoints"
+    MASKS = "pose/masks"
+    PAIRS = "pose/pairs"
+    MODELS = "pose/models"
+    REPORT = "reports/pose"
+
     root: Path
 
     @property
     def keypoints(self) -> Path:
-        return self.root / "pose" / "keypoints" / "pose_keypoints.parquet"
+        return self.root / self.KEYPOINTS / "pose_keypoints.parquet"
 
     @property
     def masks(self) -> Path:
-        return self.root / "pose" / "masks"
+        return self.root / self.MASKS
 
     def mask(self, sha256: str) -> Path:
         return self.masks / sha256[:2] / f"{sha256}.png"
 
     @property
     def pairs_dir(self) -> Path:
-        return self.root / "pose" / "pairs"
+        return self.root / self.PAIRS
 
     @property
     def pairs(self) -> Path:
@@ -357,11 +364,11 @@ class PoseLayout:
 
     @property
     def models(self) -> Path:
-        return self.root / "pose" / "models"
+        return self.root / self.MODELS
 
     @property
     def report(self) -> Path:
-        return self.root / "reports" / "pose"
+        return self.root / self.REPORT
 
 
 # -------------------------------------------------------------------------- the served model

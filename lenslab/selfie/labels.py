@@ -209,19 +209,25 @@ def report_markdown(metrics: dict, errors: pd.DataFrame, figures: dict[str, str]
 class SelfieLayout:
     """Where the selfie system keeps its files under the data root."""
 
+    # the stage folders under the data root (the assets' Stage outs name these)
+    LABELS = "selfie/labels"
+    FEATURES = "selfie/features"
+    MODELS = "selfie/models"
+    REPORT = "reports/selfie"
+
     root: Path
 
     @property
     def labels(self) -> Path:
-        return self.root / "selfie" / "labels" / "selfie_labels.parquet"
+        return self.root / self.LABELS / "selfie_labels.parquet"
 
     @property
     def features(self) -> Path:
-        return self.root / "selfie" / "features" / "transfer_values.parquet"
+        return self.root / self.FEATURES / "transfer_values.parquet"
 
     @property
     def models(self) -> Path:
-        return self.root / "selfie" / "models"
+        return self.root / self.MODELS
 
     @property
     def predictions(self) -> Path:
@@ -229,4 +235,4 @@ class SelfieLayout:
 
     @property
     def report(self) -> Path:
-        return self.root / "reports" / "selfie"
+        return self.root / self.REPORT

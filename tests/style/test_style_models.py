@@ -165,8 +165,9 @@ def test_photographer_folders_train_on_their_folder_names(tmp_path):
                                    config={"mode": "local", "path": str(tree)})
     layout = DataLayout(root)
     report = json.loads(layout.ingest_report("photographer_folders").read_text())
-    assert [r["reason"] for r in report["rejected"]] == [
-        "not inside a photographer folder (the layout is <root>/<photographer>/<photo>)"]
+    # local mode takes only what the format names: a stray file beside the folders is not read
+    assert report["rejected"] == []
+    assert not list((root / "raw" / "photographer_folders").rglob("notes.txt"))
     quarantined = pd.read_parquet(layout.quarantine)
     assert list(quarantined["image_id"]) == ["photographer_folders:dark_vignette/a0009.jpg"]
     assert quarantined["reason"].iloc[0].startswith("corrupt image")
