@@ -60,9 +60,10 @@ _UPRIGHT = {
 # What Pillow raises on bad data, besides OSError (it uses all of these).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
                   struct.error, ZeroDivisionError)
-# Magic numbers of formats we name when rejecting them (allowed ones: "corrupt" header).
-_ALLOWED_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"),
-                  (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+# Magic numbers of the image formats lenslab reads (WebP's is in image_format), and of formats
+# it names when rejecting them.
+IMAGE_MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF8", "gif"),
+               (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
 _OTHER_MAGIC = ((b"%PDF", "PDF"), (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"),
                 (b"qoif", "QOI"), (b"DDS ", "DDS"), (b"%!PS", "PostScript"),
                 (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
@@ -207,14 +208,21 @@ def _open(where: Path, data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def image_format(head: bytes) -> str | None:
+    """The image format a file's first bytes announce (``jpeg``, ``png``, ``gif``, ``bmp``,
+    ``tiff``, ``webp``), or None: the one content sniffer of the catalog, the downloads and the
+    web page."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for magic, kind in IMAGE_MAGIC if head.startswith(magic)), None)
+
+
 def what_is(data: bytes) -> str:
     """The rejection reason for bytes that no allowed image decoder recognises."""
     head = data[:1024]
-    for magic, name in _ALLOWED_MAGIC:
-        if head.startswith(magic):
-            return f"corrupt image: unreadable {name} header"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "corrupt image: unreadable WEBP header"
+    kind = image_format(head)
+    if kind is not None:
+        return f"corrupt image: unreadable {kind.upper()} header"
     for magic, name in _OTHER_MAGIC:
         if head.startswith(magic):
             return f"unsupported format: {name}"

@@ -175,7 +175,8 @@ def train(root: Path, families: set[str]) -> None:
 def stand_ins(root: Path, families: set[str]) -> None:
     """Untrained ``pose`` / ``photobook`` models of the pipeline's architecture (seeded random
     weights) in the registry under ``root``: their speed does not depend on the weights."""
-    from lenslab.photobook.rating import Rater, Standardiser
+    from lenslab.photobook.rating import Rater
+    from lenslab.scaling import Standardiser
     from models import registry
     from models.photobook.encoders import MLSP
     from models.photobook.rater import RaterModel

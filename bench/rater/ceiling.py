@@ -36,7 +36,6 @@ from lenslab.params import param
 from lenslab.photobook.rating import (
     PhotobookLayout,
     SplitPairs,
-    Standardiser,
     annotated_pairs,
     differences,
     fit_learned_vector,
@@ -49,6 +48,7 @@ from lenslab.photobook.rating import (
     split_groups,
     split_pairs,
 )
+from lenslab.scaling import Standardiser
 from lenslab.synthetic.appearance import ATTRIBUTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -241,19 +241,21 @@ IMAGE_EXTENSIONS = {
 ARCHIVE_KINDS = frozenset({"gzip", "bzip2", "xz", "zip", "zstd", "7z", "tar"})
 
 
+ARCHIVE_MAGIC = (
+    (b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"),
+)
+
+
 def sniff(head: bytes) -> str | None:
-    """Name the format of a body from its first bytes (at least 512 for tar), or None."""
-    magics = [
-        (b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
-        (b"GIF89a", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
-        (b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
-        (b"PK\x05\x06", "zip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"),
-    ]
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    for magic, kind in magics:
-        if head.startswith(magic):
-            return kind
+    """Name the format of a body from its first bytes (at least 512 for tar), or None: an image
+    format as `lenslab.images.image_format` names it, an archive, or an HTML page."""
+    from lenslab.images import image_format
+
+    kind = image_format(head) or next(
+        (kind for magic, kind in ARCHIVE_MAGIC if head.startswith(magic)), None)
+    if kind is not None:
+        return kind
     if head[257:262] == b"ustar":
         return "tar"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()

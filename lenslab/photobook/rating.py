@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from lenslab.scaling import Standardiser
 from lenslab.seeding import rng
 
 SOURCE = "photo_preferences"
@@ -98,19 +99,6 @@ def photo_rows(catalog: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- embeddings and near-duplicates
-
-@dataclass(frozen=True)
-class Standardiser:
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, x: np.ndarray) -> Standardiser:
-        return cls(x.mean(axis=0), x.std(axis=0) + 1e-6)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.std
-
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -152,18 +152,6 @@ def clustering_agreement(truth: np.ndarray, clusterings: dict[str, np.ndarray],
     return out
 
 
-def scaling(x: np.ndarray, fit_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The training rows' column mean and std (1 where a column is constant)."""
-    mean, std = x[fit_rows].mean(0), x[fit_rows].std(0)
-    return mean, np.where(std > 1e-9, std, 1.0)
-
-
-def standardise(x: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """Scale columns by the training rows' mean and std (no peeking at val/test)."""
-    mean, std = scaling(x, fit_rows)
-    return (x - mean) / std
-
-
 # Identification target of the issue (true photographers, held-out photos) and the bar below
 # which a model is registered but not promoted: held-out top-1 at least this many times chance.
 TARGET_TOP1 = 0.9

@@ -16,7 +16,6 @@ from lenslab.photobook.rating import (
     LEARNED,
     Pairs,
     PhotobookLayout,
-    Standardiser,
     fit_learned_vector,
     near_duplicate_groups,
     seed_ranksvm,
@@ -24,6 +23,7 @@ from lenslab.photobook.rating import (
     split_pairs,
     tier_pairs,
 )
+from lenslab.scaling import Standardiser
 from lenslab.seeding import derive_seed
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lenslab.photobook.rating import LEARNED, Rater, Standardiser
+from lenslab.photobook.rating import LEARNED, Rater
+from lenslab.scaling import Standardiser
 
 CPU = torch.device("cpu")
 

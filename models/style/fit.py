@@ -19,6 +19,7 @@ import torch
 
 from lenslab import atomic
 from lenslab.paths import DataLayout
+from lenslab.scaling import Standardiser
 from lenslab.style import evaluation as style_models
 from lenslab.style import extraction as style
 from lenslab.style.features import FEATURE_NAMES
@@ -112,10 +113,10 @@ def fit_photographer(layout: DataLayout, settings: ph.TrainConfig, *, ae_embeddi
     train_rows = parts == "train"
     f_raw = table[list(FEATURE_NAMES)].to_numpy(float)
     z_raw = table[[c for c in emb.columns if c.startswith("z")]].to_numpy(float)
-    f_scale = style_models.scaling(f_raw, train_rows)
-    z_scale = style_models.scaling(z_raw, train_rows)
-    f = (f_raw - f_scale[0]) / f_scale[1]
-    z = (z_raw - z_scale[0]) / z_scale[1]
+    f_scaler = Standardiser.fit(f_raw, train_rows)
+    z_scaler = Standardiser.fit(z_raw, train_rows)
+    f, z = f_scaler(f_raw), z_scaler(z_raw)
+    f_scale, z_scale = (f_scaler.mean, f_scaler.std), (z_scaler.mean, z_scaler.std)
     x = torch.tensor(np.hstack([z, f]) if ae_embedding else f, dtype=torch.float32)
     ft = torch.tensor(f, dtype=torch.float32)
     y = torch.tensor(truth, dtype=torch.long)

@@ -12,7 +12,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from lenslab.cli import main
-from lenslab.photobook.rating import Rater, Standardiser
+from lenslab.photobook.rating import Rater
+from lenslab.scaling import Standardiser
 from models import registry
 from models.photobook.rater import RaterModel
 from models.pose.siamese import PhotoSimilarity, Siamese, TrunkSuffix, build_from_card, load_variant

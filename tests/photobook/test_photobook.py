@@ -12,6 +12,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from lenslab.photobook import rating as pb
+from lenslab.scaling import Standardiser
 from models.photobook import encoders as mp
 from tests.support.packaged_photos import bad_inputs, write_photos
 
@@ -77,7 +78,7 @@ def test_learned_vector_orders_held_out_photos_and_is_calibrated_on_val():
     split = pb.split_groups(np.arange(len(e)), {"train": 0.6, "val": 0.2, "test": 0.2}, SEED)
     by_split = pb.split_pairs(pairs, split)
     train, val, test = by_split.train, by_split.val, by_split.test
-    std = pb.Standardiser.fit(e[split == "train"])
+    std = Standardiser.fit(e[split == "train"])
     learned = pb.fit_learned_vector(e, train, val, std, [1e-3, 1e-2, 0.1, 1.0, 10.0])
     assert len(learned.curve) == 5 and learned.c in (1e-3, 1e-2, 0.1, 1.0, 10.0)
     truth_order = quality[test.first] > quality[test.second]
