@@ -61,18 +61,15 @@ class Inputs:
 
     def decode(self, paths: Sequence[Path]) -> list[tuple[Path, Image.Image]]:
         """(path, RGB image) of each of ``paths`` that decodes; the others are rejected."""
-        from PIL import Image, UnidentifiedImageError
+        from lenslab.errors import DataError
+        from lenslab.images import open_image
 
         images = []
         for path in paths:
             try:
-                with Image.open(path) as im:
-                    im.load()
-                    images.append((path, im.convert("RGB")))
-            except UnidentifiedImageError:
-                self.rejected.append((str(path), "not an image"))
-            except (OSError, ValueError, Image.DecompressionBombError) as err:
-                self.rejected.append((str(path), f"unreadable image: {err}"))
+                images.append((path, open_image(path)))
+            except DataError as err:
+                self.rejected.append((str(path), _why(err.reason)))
         return images
 
     def batches(self, size: int, label: str) -> Iterator[list[tuple[Path, Image.Image]]]:
@@ -87,6 +84,15 @@ class Inputs:
                 bar.update(len(chunk))
                 if images:
                     yield images
+
+
+def _why(reason: str) -> str:
+    """A rejection as the commands word it: "not an image: ..." or "unreadable image: ..."."""
+    if reason.startswith("not an image"):
+        return reason
+    if reason.startswith(("unsupported format", "HTML page")):
+        return f"not an image: {reason}"
+    return f"unreadable image: {reason}"
 
 
 def find_images(args: Sequence[str]) -> Inputs:

@@ -32,9 +32,9 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from lenslab.formats.landmark_photos import COCO_KEYPOINTS
+from lenslab.images import open_image
 from lenslab.params import REPO_ROOT
 from lenslab.pose.pairs import PersonPose
 
@@ -187,8 +187,7 @@ def _padded_batch(paths: Sequence[Path], stride: int = 16):
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     tensors = []
     for path in paths:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+        array = np.asarray(open_image(Path(path)), dtype=np.float32) / 255
         tensors.append((torch.from_numpy(array).permute(2, 0, 1) - mean) / std)
     h = max(t.shape[1] for t in tensors)
     w = max(t.shape[2] for t in tensors)
