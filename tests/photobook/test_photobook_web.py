@@ -1,5 +1,6 @@
 """The photobook web page in a real headless Chromium, and its answers to bad uploads."""
 
+import asyncio
 import io
 import json
 import re
@@ -11,7 +12,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from lenslab.photobook.rating import PhotobookLayout
-from lenslab.web.photobook import Limits, create_app, decode, sniff
+from lenslab.web.photobook import Limits, UploadError, create_app, decode
 from models.photobook.encoders import MLSP_STAGES, MlspEncoder
 from tests.support.browser import live_server
 
@@ -45,12 +46,22 @@ def write_rater(root: Path, dim: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def rater_root(tmp_path_factory) -> tuple[Path, MlspEncoder]:
     encoder = MlspEncoder(64)
     dim = encoder.encode_images([Image.new("RGB", (8, 8))]).shape[1]
     root = tmp_path_factory.mktemp("photobook")
     write_rater(root, dim)
-    app = create_app(root, Limits(max_bytes=MAX_BYTES, max_photos=6), encoder=encoder)
+    return root, encoder
+
+
+@pytest.fixture(scope="module")
+def app(rater_root):
+    root, encoder = rater_root
+    return create_app(root, Limits(max_bytes=MAX_BYTES, max_photos=6), encoder=encoder)
+
+
+@pytest.fixture(scope="module")
+def app_url(app):
     with live_server(app) as url:
         yield url
 
@@ -78,12 +89,18 @@ def photo_files(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def test_sniff_and_decode_judge_content_not_names():
-    assert sniff(_jpeg(skdata.camera())) == "JPEG"
-    assert sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
-    assert sniff(b"GIF89a") is None
-    with pytest.raises(Exception, match="truncated or corrupt"):
-        decode("x.jpg", _jpeg(skdata.camera())[:2000], Limits())
+def test_decode_judges_content_not_names():
+    camera = _jpeg(skdata.camera())
+    assert decode("camera.png", camera, Limits()).size == (512, 512)
+    for name, data, status, message in [
+            ("notes.jpg", b"holiday notes\n", 415, "not a JPEG, PNG, GIF, WebP"),
+            ("drawing.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", 415,
+             "unsupported format: PostScript"),
+            ("cut.jpg", camera[:2000], 422, "truncated or corrupt"),
+            ("empty.jpg", b"", 400, "empty")]:
+        with pytest.raises(UploadError, match=message) as caught:
+            decode(name, data, Limits())
+        assert caught.value.status == status
 
 
 def test_browser_compares_two_photos_and_reads_both_probabilities(page, app_url, photo_files):
@@ -124,7 +141,7 @@ def test_browser_picks_an_album(page, app_url, photo_files):
 
 def test_bad_uploads_get_a_clear_message_and_4xx_then_a_good_request_works(page, app_url,
                                                                          photo_files):
-    cases = [("notes.jpg", "cat.jpg", 415, "not a JPEG, PNG or WebP"),
+    cases = [("notes.jpg", "cat.jpg", 415, "not a JPEG, PNG, GIF, WebP"),
              ("huge.jpg", "cat.jpg", 413, "over the limit"),
              ("truncated.jpg", "cat.jpg", 422, "truncated or corrupt"),
              ("astronaut.jpg", None, 400, "second photo is missing")]
@@ -162,3 +179,134 @@ def test_request_limits_hold_outside_the_browser(app_url, photo_files):
                         data={"vector": "nope"})
         assert r.status_code == 400 and "unknown master vector" in r.text
         assert client.get("/health").text == "ok"
+
+
+# ------------------------------------------------------------------- limits while streaming
+BOUNDARY = "lenslabboundary"
+CHUNK = 64 * 1024
+
+
+def _part_head(field: str, filename: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            f"filename=\"{filename}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+
+
+def _endless_photo(field: str = "photo_a", total: int = 64 * 2**20):
+    """A multipart body whose one photo goes on for ``total`` bytes, made lazily."""
+    yield _part_head(field, "endless.jpg") + b"\xff\xd8\xff\xe0"
+    for _ in range(total // CHUNK):
+        yield b"\0" * CHUNK
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+async def _post(app, path: str, chunks, headers: dict[str, str]) -> tuple[int, int, bytes]:
+    """Drive the ASGI app as uvicorn does; (status, request bytes it pulled, body)."""
+    chunks = iter(chunks)
+    pulled = 0
+    status, body = [], []
+
+    async def receive() -> dict:
+        nonlocal pulled
+        chunk = next(chunks, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    await app(scope, receive, send)
+    return status[0], pulled, b"".join(body)
+
+
+def _run(coro):
+    """Run a coroutine on its own loop in a thread (Playwright's sync API owns this thread's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+MULTIPART = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def test_a_chunked_body_past_the_cap_is_refused_as_it_streams(app):
+    """No Content-Length (chunked): the server stops reading one chunk past the cap, so a
+    64 MiB 'photo' never reaches memory or the spool file beyond the cap."""
+    status, pulled, body = _run(_post(app, "/compare", _endless_photo(), MULTIPART))
+    cap = Limits(max_bytes=MAX_BYTES).request_cap(2)
+    assert status == 413 and b"over the limit" in body
+    assert pulled <= cap + CHUNK, pulled
+
+
+def test_each_photo_is_measured_while_its_part_streams(app):
+    """One photo over the per-photo limit is refused when its bytes pass the limit, not after
+    the whole request (here the album's cap, 6 photos' worth, would allow far more)."""
+    status, pulled, body = _run(_post(
+        app, "/album", _endless_photo("photos", 3 * MAX_BYTES), MULTIPART))
+    assert status == 413 and b"endless.jpg: over the limit of 150,000 bytes" in body
+    assert pulled <= MAX_BYTES + 2 * CHUNK, pulled
+
+
+def test_a_lying_or_missing_length_and_a_non_multipart_body_are_refused(app):
+    form = [_part_head("photo_a", "a.jpg") + b"x\r\n" + f"--{BOUNDARY}--\r\n".encode()]
+    status, _, _ = _run(_post(app, "/compare", iter(form),
+                                     {**MULTIPART, "content-length": "10000000000"}))
+    assert status == 413
+    status, _, _ = _run(_post(app, "/compare", iter(form),
+                                     {**MULTIPART, "content-length": "-5"}))
+    assert status == 413
+    status, _, body = _run(_post(app, "/compare", iter([b"photo_a=x"]),
+                                        {"content-type": "application/x-www-form-urlencoded"}))
+    assert status == 415 and b"multipart/form-data" in body
+
+
+def test_a_chunked_gigabyte_over_loopback_is_cut_off_quickly(app_url):
+    """Through uvicorn and a real socket: the client is answered 413 long before it has sent
+    its body (it stops being read; only socket buffers take more than the cap)."""
+    import time
+
+    import httpx
+
+    sent = 0
+
+    def body():
+        nonlocal sent
+        for chunk in _endless_photo(total=2**30):
+            sent += len(chunk)
+            yield chunk
+
+    start = time.monotonic()
+    with httpx.Client(base_url=app_url, timeout=60) as client:
+        r = client.post("/compare", content=body(), headers=MULTIPART)
+        assert r.status_code == 413 and "over the limit" in r.text
+        assert client.get("/health").text == "ok"
+    assert time.monotonic() - start < 20
+    assert sent < 64 * 2**20, sent  # the cap is 366 KB; the rest is what the sockets buffered
+
+
+def test_a_request_has_a_budget_of_decoded_pixels(rater_root, tmp_path):
+    """Each photo is under the per-photo pixel limit, but together they are over the request's
+    budget: refused from the headers, before the photo that would go over is decoded."""
+    from starlette.testclient import TestClient
+
+    root, encoder = rater_root
+    limits = Limits(max_bytes=MAX_BYTES, max_photos=6, max_pixels=400 * 400,
+                    max_request_pixels=2 * 400 * 400)
+    photo = io.BytesIO()
+    Image.new("RGB", (400, 400), (90, 120, 200)).save(photo, "PNG")
+    with TestClient(create_app(root, limits, encoder=encoder)) as client:
+        files = [("photos", (f"{k}.png", photo.getvalue(), "image/png")) for k in range(3)]
+        r = client.post("/album", files=files, data={"places": "2"})
+        assert r.status_code == 413 and "2.png" in r.text and "budget of 320,000" in r.text
+        r = client.post("/album", files=files[:2], data={"places": "1"})
+        assert r.status_code == 200
