@@ -7,8 +7,10 @@ counted as it arrives (``Content-Length`` is not trusted, and a chunked body pas
 off with a 413, so no more than the cap reaches memory or disk), each photo's bytes are counted
 while its part is read, and the photo count is capped. Photos are then opened with
 :func:`lenslab.images.open_image`, as everywhere else (format from content within one allow-list,
-the bomb limit, strict JPEG decoding), under a per-request budget of decoded pixels, and at most
-``decode_slots`` requests decode at once, so memory stays bounded whatever many clients send.
+the bomb limit, strict JPEG decoding), under a per-request budget of decoded pixels, one at a
+time and shrunk at once to the catalog's normalised size, and at most ``decode_slots`` requests
+decode at once, so memory stays bounded however many clients send. A refused body is drained
+(bounded) so the client reads its 413, else the connection is closed.
 Every refusal is a page with a clear message and a 4xx status; the server keeps serving.
 """
 
@@ -40,6 +42,8 @@ from lenslab.photobook.rating import LEARNED, PhotobookLayout, Rater
 MAX_PIXELS = DEFAULT_MAX_PIXELS
 FORMATS_TEXT = "JPEG, PNG, GIF, WebP, BMP or TIFF"
 FRAMING = 64 * 1024  # form fields and multipart framing, beside the photos' own bytes
+DRAIN_BYTES = 16 * 2**20  # of a refused body, read and dropped so the client sees its 413
+DRAIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class Limits:
     max_pixels: int = MAX_PIXELS  # per photo
     max_request_pixels: int = 2 * MAX_PIXELS  # decoded per request (two full-size photos)
     decode_slots: int = 2  # requests decoding and embedding at once, whatever the client count
+    # photos are held at the catalog's normalised size (what the rater was trained on), so a
+    # request's memory is one full decode at a time plus small copies
+    work_side: int = 512
 
     def request_cap(self, photos: int) -> int:
         """The most bytes a request carrying ``photos`` photos may send."""
@@ -64,9 +71,28 @@ def _size(n: int) -> str:
 
 
 class UploadError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A refused upload. ``unread``: raised before the request body was read to its end."""
+
+    def __init__(self, status: int, message: str, *, unread: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.unread = status, message, unread
+
+
+async def drain(request: Request) -> bool:
+    """Read and drop the rest of a refused body, up to DRAIN_BYTES and DRAIN_SECONDS; True when
+    it came to its end. A client still sending when the server closes gets a reset and may lose
+    the 413; one that has finished reads it. Nothing drained is kept."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while dropped <= DRAIN_BYTES:
+                message = await request.receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return True
+                dropped += len(message.get("body", b""))
+    except TimeoutError:
+        pass
+    return False
 
 
 class PixelBudget:
@@ -100,7 +126,8 @@ def decode(name: str, data: bytes, limits: Limits,
             budget.take(name, width, height)
 
     try:
-        return open_image(data, max_pixels=limits.max_pixels, name=name, check_size=check)
+        return open_image(data, max_pixels=limits.max_pixels, name=name, check_size=check,
+                          max_side=limits.work_side)
     except DataError as exc:
         kind = exc.reason.split(":")[0]
         if kind == "decompression bomb":
@@ -112,16 +139,27 @@ def decode(name: str, data: bytes, limits: Limits,
             from None
 
 
-async def capped(stream: AsyncIterator[bytes], cap: int) -> AsyncIterator[bytes]:
-    """``stream`` until more than ``cap`` bytes have come: then a 413, before that chunk is used
-    (so a chunked body, which has no Content-Length, cannot spool more than ``cap``)."""
-    total = 0
-    async for chunk in stream:
-        total += len(chunk)
-        if total > cap:
-            raise UploadError(413, f"the request is over the limit of {cap:,} bytes for its "
-                              "photos")
-        yield chunk
+class CappedBody:
+    """A request body as it streams, refused with a 413 once more than ``cap`` bytes have come,
+    before that chunk is used (so a chunked body, which has no Content-Length, cannot spool more
+    than ``cap``). ``finished``: the body was read to its end."""
+
+    def __init__(self, request: Request, cap: int) -> None:
+        self.receive, self.cap, self.total, self.finished = request.receive, cap, 0, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self.finished:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            self.finished = not message.get("more_body", False)
+            self.total += len(chunk)
+            if self.total > self.cap:
+                raise UploadError(413, f"the request is over the limit of {self.cap:,} bytes "
+                                  "for its photos")
+            if chunk:
+                yield chunk
 
 
 class CappedMultiPartParser(MultiPartParser):
@@ -175,12 +213,13 @@ class PhotobookApp:
                                         max_photos=self.limits.max_photos,
                                         formats=FORMATS_TEXT), status_code=status)
 
-    def error(self, exc: UploadError) -> HTMLResponse:
+    async def error(self, request: Request, exc: UploadError) -> HTMLResponse:
+        """The refusal page; a body left unread is drained (bounded) or the connection closed."""
         response = self.page(f'<p id="error" class="error" role="alert">'
                              f"{html.escape(exc.message)}</p>", exc.status)
-        if exc.status == 413:
-            # the rest of the body was never read: closing stops the client sending it (else
-            # the server reads and drops it, however long it is)
+        if exc.unread and not await drain(request):
+            # the rest is never read: closing stops the client sending it (else the server
+            # would read and drop it, however long it is)
             response.headers["connection"] = "close"
         return response
 
@@ -191,16 +230,20 @@ class PhotobookApp:
         if length is not None and (not length.isdigit() or int(length) > cap):
             raise UploadError(413, f"the request ({length} bytes) is over the limit of "
                               f"{cap:,} bytes ({photos} photos of at most "
-                              f"{_size(self.limits.max_bytes)} each)")
+                              f"{_size(self.limits.max_bytes)} each)", unread=True)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise UploadError(415, "send the photos as multipart/form-data (the page's forms do)")
-        parser = CappedMultiPartParser(request.headers, capped(request.stream(), cap),
-                                       max_files=photos, max_fields=20,
-                                       max_file_bytes=self.limits.max_bytes)
+        body = CappedBody(request, cap)
+        parser = CappedMultiPartParser(request.headers, body.__aiter__(), max_files=photos,
+                                       max_fields=20, max_file_bytes=self.limits.max_bytes)
         try:
             return await parser.parse()
+        except UploadError as exc:
+            exc.unread = not body.finished
+            raise
         except MultiPartException as exc:  # malformed multipart, too many files
-            raise UploadError(400, f"the upload could not be read: {exc.message}") from exc
+            raise UploadError(400, f"the upload could not be read: {exc.message}",
+                              unread=not body.finished) from exc
         except ClientDisconnect as exc:
             raise UploadError(400, "the upload was interrupted") from exc
 
@@ -247,7 +290,7 @@ class PhotobookApp:
             names, e = await self.embeddings(uploads)
             p = self.rater.probabilities(e, vector)
         except UploadError as exc:
-            return self.error(exc)
+            return await self.error(request, exc)
         finally:
             if form is not None:
                 await form.close()
@@ -277,7 +320,7 @@ class PhotobookApp:
             names, e = await self.embeddings(uploads)
             album = self.rater.album(e, names, places, vector)
         except UploadError as exc:
-            return self.error(exc)
+            return await self.error(request, exc)
         finally:
             if form is not None:
                 await form.close()

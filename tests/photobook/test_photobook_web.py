@@ -2,7 +2,6 @@
 
 import asyncio
 import io
-import json
 import re
 from pathlib import Path
 
@@ -11,10 +10,10 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from lenslab.photobook.rating import PhotobookLayout
 from lenslab.web.photobook import Limits, UploadError, create_app, decode
 from models.photobook.encoders import MLSP_STAGES, MlspEncoder
 from tests.support.browser import live_server
+from tests.support.photobook_rater import write_rater
 
 MAX_BYTES = 150_000
 
@@ -23,26 +22,6 @@ def _jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
     return buf.getvalue()
-
-
-def write_rater(root: Path, dim: int) -> None:
-    """Rater artefacts in the layout photobook_rater writes, with a seeded random learned vector
-    (the model itself is tested in test_photobook.py; here only the page is)."""
-    layout = PhotobookLayout(root)
-    r = np.random.default_rng(0)
-    layout.vectors_dir.mkdir(parents=True)
-    np.savez(layout.vectors, mean=np.zeros(dim), std=np.ones(dim),
-             vector_learned=r.normal(size=dim) / np.sqrt(dim),
-             vector_seed_ranksvm=r.normal(size=dim) / np.sqrt(dim))
-    layout.provenance.write_text(json.dumps({"vectors": {}}))
-    layout.rater_dir.mkdir(parents=True)
-    entry = {"available": True, "scale": 1.0}
-    layout.rater.write_text(json.dumps({
-        "encoder": {"encoder": "mobilenet_v2_mlsp", "image_size": 64, "pretrained": True},
-        "duplicate_threshold": 0.6,
-        "vectors": {"learned": {**entry, "description": "learned from preference pairs"},
-                    "seed_ranksvm": {**entry, "description": "seed's RankSVM (baseline)"},
-                    "prompt_appealing": {"available": False, "description": "prompt"}}}))
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +179,8 @@ def _endless_photo(field: str = "photo_a", total: int = 64 * 2**20):
 
 
 async def _post(app, path: str, chunks, headers: dict[str, str]) -> tuple[int, int, bytes]:
-    """Drive the ASGI app as uvicorn does; (status, request bytes it pulled, body)."""
+    """Drive the ASGI app as uvicorn does; (status, request bytes it pulled, body). The response
+    headers land in ``_post.headers``."""
     chunks = iter(chunks)
     pulled = 0
     status, body = [], []
@@ -216,6 +196,7 @@ async def _post(app, path: str, chunks, headers: dict[str, str]) -> tuple[int, i
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
+            _post.headers = dict(message["headers"])
         elif message["type"] == "http.response.body":
             body.append(message.get("body", b""))
 
@@ -226,6 +207,24 @@ async def _post(app, path: str, chunks, headers: dict[str, str]) -> tuple[int, i
              "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
     await app(scope, receive, send)
     return status[0], pulled, b"".join(body)
+
+
+@pytest.fixture
+def spooled(monkeypatch) -> list[int]:
+    """Bytes written into the multipart parser's spool files (memory, then disk)."""
+    from tempfile import SpooledTemporaryFile
+
+    import starlette.formparsers
+
+    written = [0]
+
+    class Recording(SpooledTemporaryFile):
+        def write(self, data: bytes) -> int:
+            written[0] += len(data)
+            return super().write(data)
+
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", Recording)
+    return written
 
 
 def _run(coro):
@@ -239,22 +238,34 @@ def _run(coro):
 MULTIPART = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
-def test_a_chunked_body_past_the_cap_is_refused_as_it_streams(app):
-    """No Content-Length (chunked): the server stops reading one chunk past the cap, so a
-    64 MiB 'photo' never reaches memory or the spool file beyond the cap."""
+def test_a_chunked_body_past_the_cap_is_refused_as_it_streams(app, spooled):
+    """No Content-Length (chunked): the server stops using the body one chunk past the cap, so
+    a 64 MiB 'photo' never reaches memory or the spool file beyond the cap; it then drops a
+    bounded amount more (so a client that has finished sending reads its 413) and closes."""
+    from lenslab.web.photobook import DRAIN_BYTES
+
     status, pulled, body = _run(_post(app, "/compare", _endless_photo(), MULTIPART))
     cap = Limits(max_bytes=MAX_BYTES).request_cap(2)
     assert status == 413 and b"over the limit" in body
-    assert pulled <= cap + CHUNK, pulled
+    assert 0 < spooled[0] <= cap
+    assert pulled <= cap + CHUNK + DRAIN_BYTES + CHUNK, pulled
+    assert _post.headers[b"connection"] == b"close"
 
 
-def test_each_photo_is_measured_while_its_part_streams(app):
+def test_a_body_just_past_the_cap_is_drained_so_the_client_reads_its_413(app, spooled):
+    status, pulled, _ = _run(_post(app, "/compare", _endless_photo(total=2 * 2**20), MULTIPART))
+    assert status == 413 and pulled > 2 * 2**20  # read to its end, dropped, not spooled
+    assert spooled[0] <= Limits(max_bytes=MAX_BYTES).request_cap(2)
+    assert b"connection" not in _post.headers
+
+
+def test_each_photo_is_measured_while_its_part_streams(app, spooled):
     """One photo over the per-photo limit is refused when its bytes pass the limit, not after
     the whole request (here the album's cap, 6 photos' worth, would allow far more)."""
-    status, pulled, body = _run(_post(
-        app, "/album", _endless_photo("photos", 3 * MAX_BYTES), MULTIPART))
+    status, _, body = _run(_post(app, "/album", _endless_photo("photos", 3 * MAX_BYTES),
+                                 MULTIPART))
     assert status == 413 and b"endless.jpg: over the limit of 150,000 bytes" in body
-    assert pulled <= MAX_BYTES + 2 * CHUNK, pulled
+    assert spooled[0] <= MAX_BYTES
 
 
 def test_a_lying_or_missing_length_and_a_non_multipart_body_are_refused(app):
