@@ -147,7 +147,7 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
     from lenslab.seeding import derive_seed
     from models.aesthetics.networks import AestheticNet, GenericSettings, Prefix, train_generic
     from models.backbones import build_trunk
-    from models.checkpoints import save_state
+    from models.checkpoints import save_object, save_state
     from models.device import describe
     from models.images import as_float, load_images
 
@@ -169,9 +169,7 @@ def aesthetic_model(context: dg.AssetExecutionContext, config: AestheticModelCon
     features = torch.cat(features)
     feature_seconds = time.perf_counter() - start
     layout.model.mkdir(parents=True, exist_ok=True)
-    tmp = layout.features.with_suffix(".tmp")
-    torch.save({"image_ids": ids, "features": features}, tmp)
-    tmp.replace(layout.features)
+    save_object({"image_ids": ids, "features": features}, layout.features)
 
     index = {image_id: i for i, image_id in enumerate(ids)}
     targets = mean_ratings(ratings, workers)  # train workers' images only
@@ -252,6 +250,7 @@ def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
         spearman,
         with_method,
     )
+    from models.checkpoints import save_object
 
     layout = _layout(data_root)
     _, generic, features, index = _networks(config, data_root)
@@ -281,9 +280,7 @@ def personal_adapters(context: dg.AssetExecutionContext, config: PersonalConfig,
                          "heldout": len(held), "seed": str(seed)})
             if rep == 0:  # one file per user, k and method
                 path = layout.adapters / method / f"k{k}" / f"{worker}.pt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(personal_state(net, method), path.with_suffix(".tmp"))
-                path.with_suffix(".tmp").replace(path)
+                save_object(personal_state(net, method), path)
         context.log.info(f"{worker} k={k} draw {rep}: generic ρ {generic_rho:.3f}, "
                          + ", ".join(f"{r['method']} {r['delta']:+.3f}" for r in rows[-3:]))
     results = pd.DataFrame(rows)

@@ -282,6 +282,7 @@ def photographer_model(
     from lenslab.style import evaluation as style_models
     from lenslab.style import extraction as style
     from lenslab.style.features import FEATURE_NAMES
+    from models.checkpoints import save_object
     from models.style import photographer as ph
 
     layout = data_root.layout()
@@ -344,8 +345,8 @@ def photographer_model(
         "image_id": table["image_id"], "split": parts, "photographer": truth,
         "predicted": best, "photographer_name": np.asarray(names)[truth],
         "predicted_name": np.asarray(names)[best]}))
-    torch.save({"model": result.model.state_dict(), "best_epoch": result.best_epoch},
-               out / "model.pt")
+    save_object({"model": result.model.state_dict(), "best_epoch": result.best_epoch},
+                out / "model.pt")
     metrics = {"source": style.source_of(table["image_id"]), "labels": label_kind,
                "label_origin": label_origin, "photographer_names": names,
                "photographers": n_phot, "chance_top1": 1 / n_phot,

@@ -36,6 +36,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from lenslab.atomic import atomic_open
 from lenslab.formats.landmark_photos import COCO_KEYPOINTS
 from lenslab.images import open_image
 from lenslab.params import REPO_ROOT
@@ -163,8 +164,8 @@ def save_openpifpaf(net, base_name: str, path: Path) -> None:
     """A lenslab openpifpaf checkpoint: the base network's name and the state_dict."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"base_name": base_name, "state_dict": net.state_dict()}, path)
+    with atomic_open(path, "wb") as fh:  # a killed run leaves no torn checkpoint
+        torch.save({"base_name": base_name, "state_dict": net.state_dict()}, fh)
 
 
 def _sha256(path: Path) -> str:
