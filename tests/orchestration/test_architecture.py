@@ -153,3 +153,15 @@ def test_dvc_stages_list_the_derived_files_and_follow_an_edit_in_a_fresh_copy(tm
         moved = after[name] != graph.get(dg.AssetKey(name)).code_version
         assert moved == (name in runs_it), (seed, rel, name)
         assert (rel in written[name]["deps"]) == (name in runs_it), (seed, rel, name)
+
+
+def test_browser_screenshots_go_to_an_ignored_folder_with_no_tracked_files():
+    from tests.support.browser import SCREENSHOTS
+
+    folder = SCREENSHOTS.relative_to(REPO_ROOT)
+    tracked = subprocess.run(["git", "ls-files", str(folder)], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == [], f"tracked files in {folder}/ would be rewritten by every test run"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / "any.png")],
+                             cwd=REPO_ROOT)
+    assert ignored.returncode == 0, f"{folder}/ is not ignored by git"

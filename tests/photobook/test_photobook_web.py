@@ -12,7 +12,7 @@ from skimage import data as skdata
 
 from lenslab.web.photobook import Limits, UploadError, create_app, decode
 from models.photobook.encoders import MLSP_STAGES, MlspEncoder
-from tests.support.browser import live_server
+from tests.support.browser import SCREENSHOTS, live_server
 from tests.support.photobook_rater import write_rater
 
 MAX_BYTES = 150_000
@@ -92,7 +92,7 @@ def test_browser_compares_two_photos_and_reads_both_probabilities(page, app_url,
     p0, p1 = (float(page.inner_text(f"#p{k}")) for k in (0, 1))
     assert 0 <= p0 <= 1 and p0 + p1 == pytest.approx(1, abs=2e-3)
     assert "astronaut.jpg" in page.inner_text("#result")
-    shot = Path("test-artifacts") / "photobook_compare.png"
+    shot = SCREENSHOTS / "photobook_compare.png"
     shot.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
