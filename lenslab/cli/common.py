@@ -34,8 +34,11 @@ def expand(args: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:  # reported as a pattern matching nothing is, not answered silently
+                missing.append((arg, "no images in this folder (.jpg, .png, .webp, ...)"))
+            paths += found
         elif path.is_file():
             paths.append(path)
         elif glob.has_magic(arg):

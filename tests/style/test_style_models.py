@@ -181,8 +181,15 @@ def test_similar_photographers_and_cli(tmp_path, capsys):
                           "e1": [0.0, 0.1, 0.0]})
     result = ph.similar_photographers(table.set_index("photographer"), "a", k=2)
     assert list(result["photographer"]) == ["b", "c"]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="a name or a number from 0 to 2"):
         ph.similar_photographers(table.set_index("photographer"), "zz")
+    # folder sources name their photographers: a number is a position in the model's list
+    by_number = ph.similar_photographers(table.set_index("photographer"), "0", k=2)
+    assert list(by_number["photographer"]) == ["b", "c"]
+    with pytest.raises(KeyError):
+        ph.similar_photographers(table.set_index("photographer"), 3)
+    numbered = table.assign(photographer=["2", "0", "1"]).set_index("photographer")
+    assert list(ph.similar_photographers(numbered, "2", k=1)["photographer"]) == ["0"]
     path = ph.embeddings_path(tmp_path)
     path.parent.mkdir(parents=True)
     table.to_parquet(path)
