@@ -128,6 +128,37 @@ def normalise_image(src: Path, dest: Path, *, max_side: int,
     return image.size
 
 
+def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               name: str | Path | None = None,
+               check_size: Callable[[int, int], None] | None = None,
+               max_side: int | None = None) -> Image.Image:
+    """A fully decoded 8-bit RGB image from a file or bytes, or a DataError saying why not.
+
+    The one way every entry point (catalog, ``lenslab`` commands, the web page) opens a photo:
+    the same format allow-list (so no other decoder, Ghostscript included, ever runs), the same
+    decompression-bomb limit, and strict JPEG decoding (corrupt scan data is an error, as the
+    catalog rejects it). ``check_size(width, height)`` runs on the header, before any pixel is
+    decoded (a per-request pixel budget raises there). With ``max_side`` the result is shrunk to
+    fit it (big JPEGs decoded at a reduced scale, as the catalog's normalised copies are), so a
+    caller holding many photos holds small ones.
+    """
+    where = Path(name if name is not None else
+                 (source if isinstance(source, Path) else "<upload>"))
+    data = read_file(source) if isinstance(source, Path) else source
+    if not data:
+        raise DataError(where, "empty file: 0 bytes")
+    with _bombs_are_errors():
+        image = _open(where, data, max_pixels)
+        if check_size is not None:
+            check_size(image.width, image.height)
+        size = fitted_size(image.size, max_side) if max_side else image.size
+        rgb = to_rgb(_decode(where, image, data, max_side=max_side))
+        if rgb.size != size:
+            rgb = rgb.resize(size, RESAMPLE, reducing_gap=3.0)
+    # RGBX (Pillow's 4-byte RGB, how JPEGs decode) becomes plain RGB for numpy and the models
+    return rgb if rgb.mode == "RGB" else rgb.convert("RGB")
+
+
 def process_image(src: Path, dest_for: Callable[[str], Path], *, max_side: int,
                   max_pixels: int) -> tuple[ImageInfo, bool]:
     """Inspect, hash and normalise ``src`` reading and decoding it once.

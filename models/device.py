@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
@@ -24,13 +25,36 @@ def describe(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast where it helps: bfloat16 (or float16) on CUDA; full precision on CPU.
+@dataclass(frozen=True)
+class Precision:
+    """How a device computes: an autocast dtype (None: full precision) and whether gradients
+    need a GradScaler (float16 only: its small range underflows small gradients to zero)."""
 
-    On CPU, autocast makes these small convolutional networks slower, so it stays off there.
-    bfloat16 keeps float32's range, so no gradient scaler is needed on GPUs that support it.
-    """
+    device_type: str
+    dtype: torch.dtype | None
+    scaled: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """A GradScaler, a pass-through unless float16 needs it: use it for every step."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.scaled)
+
+
+def choose_precision(device: torch.device) -> Precision:
+    """bfloat16 on CUDA GPUs that support it (float32's range: no scaler); float16 with a
+    GradScaler on those that do not; full precision on CPU, where autocast makes these small
+    convolutional networks slower."""
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return Precision(device.type, None, False)
+    if torch.cuda.is_bf16_supported():
+        return Precision("cuda", torch.bfloat16, False)
+    return Precision("cuda", torch.float16, True)
+
+
+def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for inference (no gradients, so no scaler): see :func:`choose_precision`."""
+    return choose_precision(device).autocast()

@@ -33,8 +33,11 @@ def expand(args: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:  # reported as a pattern matching nothing is, not answered silently
+                missing.append((arg, "no images in this folder (.jpg, .png, .webp, ...)"))
+            paths += found
         elif path.is_file():
             paths.append(path)
         elif glob.has_magic(arg):
@@ -60,18 +63,15 @@ class Inputs:
 
     def decode(self, paths: Sequence[Path]) -> list[tuple[Path, Image.Image]]:
         """(path, RGB image) of each of ``paths`` that decodes; the others are rejected."""
-        from PIL import Image, UnidentifiedImageError
+        from lenslab.errors import DataError
+        from lenslab.images import open_image
 
         images = []
         for path in paths:
             try:
-                with Image.open(path) as im:
-                    im.load()
-                    images.append((path, im.convert("RGB")))
-            except UnidentifiedImageError:
-                self.rejected.append((str(path), "not an image"))
-            except (OSError, ValueError, Image.DecompressionBombError) as err:
-                self.rejected.append((str(path), f"unreadable image: {err}"))
+                images.append((path, open_image(path)))
+            except DataError as err:
+                self.rejected.append((str(path), _why(err.reason)))
         return images
 
     def batches(self, size: int, label: str) -> Iterator[list[tuple[Path, Image.Image]]]:
@@ -86,6 +86,15 @@ class Inputs:
                 bar.update(len(chunk))
                 if images:
                     yield images
+
+
+def _why(reason: str) -> str:
+    """A rejection as the commands word it: "not an image: ..." or "unreadable image: ..."."""
+    if reason.startswith("not an image"):
+        return reason
+    if reason.startswith(("unsupported format", "HTML page")):
+        return f"not an image: {reason}"
+    return f"unreadable image: {reason}"
 
 
 def find_images(args: Sequence[str]) -> Inputs:

@@ -44,7 +44,7 @@ class Poses:
     def __init__(self, name: str, checkpoint: str, data_root: Path, device,
                  batch_size: int, max_persons: int | None) -> None:
         from lenslab.params import param
-        from lenslab.pose.backends import make_backend
+        from lenslab.pose.backends import CheckpointError, make_backend
 
         self.max_persons = max_persons or param("pose.max_persons")
         self.ids: dict[str, str] = {}  # annotations: sha256 -> catalog image_id
@@ -67,6 +67,8 @@ class Poses:
         except FileNotFoundError as err:
             hint = " (or choose another --backend)" if name == "mediapipe" else ""
             fail(f"the {name} backend cannot run: {err}{hint}")
+        except CheckpointError as err:
+            fail(f"the {name} backend cannot run: {err}")
 
     def _annotations(self, data_root: Path):
         import pandas as pd

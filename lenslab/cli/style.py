@@ -74,12 +74,15 @@ def photographer(photos: tuple[str, ...], top_k: int, data_root: Path, fmt: str,
               help="A registry version (see `lenslab models`).")
 def similar_photographers(name: str, k: int, data_root: Path, fmt: str,
                           model_version: str) -> None:
-    """Photographers whose learned embeddings are closest (cosine) to NAME's.
+    """Photographers whose learned embeddings are closest (cosine) to NAME's. NAME is a
+    photographer's name or a number (its position, from 0, in the model's list: `lenslab
+    models`); synthetic photographers' names are numbers already.
 
     \b
     Examples:
       lenslab similar-photographers 7
-      lenslab similar-photographers 7 -k 10 --format csv
+      lenslab similar-photographers expert_C -k 2
+      lenslab similar-photographers 2 -k 10 --format csv
     """
     import pandas as pd
 

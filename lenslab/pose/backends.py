@@ -6,12 +6,13 @@ image it was given:
 - ``annotations``: the keypoints the dataset provides (``raw/landmark_photos/keypoints.parquet``,
   COCO visibility 2 -> confidence 1, 1 (labelled, hidden) -> 0.5); score = the person's share of
   the image area, so the largest people come first.
-- ``openpifpaf``: the design card's estimator, batched on a torch device. Its checkpoint is an
-  openpifpaf name (resolved in the torch hub cache, downloaded there where there is internet), a
-  local openpifpaf checkpoint, or a local lenslab checkpoint (``{"base_name", "state_dict"}``
-  written by :func:`save_openpifpaf`). Everything loads with ``weights_only=True``: an openpifpaf
-  checkpoint pickles the whole network, so its classes are allowlisted by module (openpifpaf,
-  torch, numpy) and anything else is refused.
+- ``openpifpaf``: the design card's estimator, batched on a torch device. Its checkpoint is a
+  pinned name (:data:`NAMED_CHECKPOINTS`: resolved in the torch hub cache, downloaded there where
+  there is internet, its SHA-256 checked on every load), a local openpifpaf checkpoint, or a
+  local lenslab checkpoint (``{"base_name", "state_dict"}`` written by :func:`save_openpifpaf`).
+  Everything loads with ``weights_only=True``: an openpifpaf checkpoint pickles the whole
+  network, so the exact classes it holds are allowlisted (:data:`ALLOWED_GLOBALS`) and a pickle
+  naming anything else (a function to call, above all) is refused before it is unpickled.
 - ``mediapipe``: BlazePose (weights inside the mediapipe 0.10.14 wheel), the one backend with real
   pretrained weights offline. mediapipe pins protobuf < 5 and NumPy 1.x, which clash with
   dagster's, so it lives in its own environment (``.venv-mediapipe``, made by
@@ -22,19 +23,22 @@ image it was given:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from lenslab.atomic import atomic_open
 from lenslab.formats.landmark_photos import COCO_KEYPOINTS
+from lenslab.images import open_image
 from lenslab.params import REPO_ROOT
 from lenslab.pose.pairs import PersonPose
 
@@ -77,7 +81,64 @@ class AnnotationsBackend:
 
 
 # --------------------------------------------------------------------------------- openpifpaf
-ALLOWED_MODULES = ("openpifpaf.", "torch.", "numpy.")
+# The exact classes (and numpy's array-rebuilding function) an openpifpaf checkpoint may name
+# for the weights-only unpickler: what the installed openpifpaf pickles for the COCO-keypoint
+# networks of NAMED_CHECKPOINTS (tests/pose/test_pose.py checks it against freshly built ones).
+# Anything else, any other function above all, is refused before unpickling starts.
+ALLOWED_GLOBALS = frozenset({
+    "openpifpaf.headmeta.Caf", "openpifpaf.headmeta.Cif",
+    "openpifpaf.network.basenetworks.InvertedResidualK",
+    "openpifpaf.network.basenetworks.MobileNetV2", "openpifpaf.network.basenetworks.MobileNetV3",
+    "openpifpaf.network.basenetworks.Resnet", "openpifpaf.network.basenetworks.ShuffleNetV2K",
+    "openpifpaf.network.heads.CompositeField4", "openpifpaf.network.nets.Shell",
+    "torch.nn.modules.activation.Hardsigmoid", "torch.nn.modules.activation.Hardswish",
+    "torch.nn.modules.activation.ReLU", "torch.nn.modules.activation.ReLU6",
+    "torch.nn.modules.batchnorm.BatchNorm2d", "torch.nn.modules.container.ModuleList",
+    "torch.nn.modules.container.Sequential", "torch.nn.modules.conv.Conv2d",
+    "torch.nn.modules.dropout.Dropout2d", "torch.nn.modules.pooling.AdaptiveAvgPool2d",
+    "torch.nn.modules.pooling.MaxPool2d",
+    "torchvision.models.mobilenetv2.InvertedResidual",
+    "torchvision.models.mobilenetv3.InvertedResidual", "torchvision.models.resnet.Bottleneck",
+    "torchvision.ops.misc.Conv2dNormActivation", "torchvision.ops.misc.SqueezeExcitation",
+    "numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",
+    *(f"numpy.dtypes.{kind}DType" for kind in ("Float64", "Float32", "Float16", "Int64",
+                                                "Int32", "UInt8", "Bool")),
+})
+_RELEASES = "https://github.com/openpifpaf/torchhub/releases/download"
+
+
+@dataclass(frozen=True)
+class NamedCheckpoint:
+    url: str
+    sha256: str  # the digest, or the prefix its publisher put in the file name (torch.hub's rule)
+
+
+# openpifpaf's COCO-keypoint releases that ``--checkpoint NAME`` fetches. openpifpaf's own table
+# has no digests; torch.hub names release files ``...-<first 8 hex of the SHA-256>.pkl``, and
+# that is what is pinned (no full digest is published). The file is checked on download and
+# again on every load, so a swapped file in the cache is refused too.
+NAMED_CHECKPOINTS = {
+    "shufflenetv2k16": NamedCheckpoint(
+        f"{_RELEASES}/v0.13/shufflenetv2k16-210820-232500-cocokp-slurm726069-edge513-o10s-"
+        "7189450a.pkl", "7189450a"),
+    "shufflenetv2k30": NamedCheckpoint(
+        f"{_RELEASES}/v0.13/shufflenetv2k30-210821-003923-cocokp-slurm726072-edge513-o10s-"
+        "5fe1c400.pkl", "5fe1c400"),
+    "resnet50": NamedCheckpoint(
+        f"{_RELEASES}/v0.13/resnet50-210830-150728-cocokp-slurm728641-edge513-o10s-"
+        "ecd30da4.pkl", "ecd30da4"),
+    "mobilenetv3small": NamedCheckpoint(
+        f"{_RELEASES}/v0.13/mobilenetv3small-210822-213409-cocokp-slurm726252-edge513-o10s-"
+        "803b24ae.pkl", "803b24ae"),
+    "mobilenetv3large": NamedCheckpoint(
+        f"{_RELEASES}/v0.13/mobilenetv3large-210820-184901-cocokp-slurm725985-edge513-o10s-"
+        "6c76cbfb.pkl", "6c76cbfb"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unknown, unfetchable, altered, or unsafe to unpickle."""
 
 
 def _openpifpaf():
@@ -103,38 +164,62 @@ def save_openpifpaf(net, base_name: str, path: Path) -> None:
     """A lenslab openpifpaf checkpoint: the base network's name and the state_dict."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"base_name": base_name, "state_dict": net.state_dict()}, path)
+    with atomic_open(path, "wb") as fh:  # a killed run leaves no torn checkpoint
+        torch.save({"base_name": base_name, "state_dict": net.state_dict()}, fh)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _openpifpaf_checkpoint_file(checkpoint: str) -> Path:
-    """A name -> its file in the torch hub cache (downloaded if missing); a path -> itself."""
+    """A pinned name -> its verified file in the torch hub cache (fetched if missing); a path ->
+    itself. Anything else is a CheckpointError (FileNotFoundError for an unknown name)."""
     if Path(checkpoint).is_file():
         return Path(checkpoint)
-    network = _openpifpaf().network
-    urls = network.factory.CHECKPOINT_URLS
-    if checkpoint not in urls or not isinstance(urls[checkpoint], str):
-        known = sorted(k for k, v in urls.items() if isinstance(v, str))
+    if checkpoint not in NAMED_CHECKPOINTS:
         raise FileNotFoundError(f"openpifpaf checkpoint {checkpoint!r} is neither a file nor a "
-                                f"known name ({known})")
-    cached = network.factory.local_checkpoint_path(checkpoint)
-    if cached:
-        return Path(cached)
+                                f"known name ({', '.join(sorted(NAMED_CHECKPOINTS))})")
     import torch.hub
 
-    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urls[checkpoint]).name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(urls[checkpoint], str(target))
+    pinned = NAMED_CHECKPOINTS[checkpoint]
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(pinned.url).name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:  # torch.hub writes a temporary file and renames it once the hash matches
+            torch.hub.download_url_to_file(pinned.url, str(target), progress=False)
+        except Exception as exc:  # offline: URLError, OSError, timeouts
+            raise CheckpointError(
+                f"openpifpaf checkpoint {checkpoint!r} is not in {target.parent} and could not "
+                f"be fetched ({type(exc).__name__}: {exc}); fetch it where there is internet "
+                "or give --checkpoint FILE") from None
+    digest = _sha256(target)
+    if not digest.startswith(pinned.sha256):
+        raise CheckpointError(f"{target}: SHA-256 {digest} does not match the pinned "
+                              f"{pinned.sha256} of {checkpoint!r}; delete it to fetch it again")
     return target
 
 
 def _allowlisted_globals(path: Path) -> list:
     import torch
 
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as exc:  # not a torch zip file, a broken pickle
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    refused = sorted(set(names) - ALLOWED_GLOBALS)
+    if refused:
+        raise CheckpointError(f"{path}: refusing to unpickle {', '.join(refused)} (not one of "
+                              "the classes an openpifpaf checkpoint holds)")
+    # numpy's dtype classes are reached through numpy.dtype's reduce, which the scan above does
+    # not list; they are classes, not functions
     objects = [type(np.dtype(t)) for t in ("f8", "f4", "f2", "i8", "i4", "u1", "?")]
-    for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)):
-        if not name.startswith(ALLOWED_MODULES):
-            raise ValueError(f"{path}: refusing to unpickle {name} (only {ALLOWED_MODULES})")
+    for name in names:
         module, _, attr = name.rpartition(".")
         objects.append(getattr(importlib.import_module(module), attr))
     return objects
@@ -145,8 +230,13 @@ def load_openpifpaf(checkpoint: str | Path):
     import torch
 
     path = _openpifpaf_checkpoint_file(str(checkpoint))
-    with torch.serialization.safe_globals(_allowlisted_globals(path)):
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    allowed = _allowlisted_globals(path)
+    try:
+        with torch.serialization.safe_globals(allowed):
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or a pickle the weights-only loader refuses
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if isinstance(saved, dict) and "state_dict" in saved:  # lenslab's format
         net = new_openpifpaf(saved["base_name"])
         net.load_state_dict(saved["state_dict"])
@@ -154,7 +244,8 @@ def load_openpifpaf(checkpoint: str | Path):
         net = saved["model"]  # openpifpaf's own format: the pickled network
         _openpifpaf().network.model_migration.model_migration(net)
     else:
-        raise ValueError(f"{path}: not an openpifpaf checkpoint (no 'model' or 'state_dict')")
+        raise CheckpointError(f"{path}: not an openpifpaf checkpoint (no 'model' or "
+                              "'state_dict')")
     return net.eval()
 
 
@@ -187,8 +278,7 @@ def _padded_batch(paths: Sequence[Path], stride: int = 16):
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     tensors = []
     for path in paths:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+        array = np.asarray(open_image(Path(path)), dtype=np.float32) / 255
         tensors.append((torch.from_numpy(array).permute(2, 0, 1) - mean) / std)
     h = max(t.shape[1] for t in tensors)
     w = max(t.shape[2] for t in tensors)

@@ -9,8 +9,10 @@ writes ``out/pets/distributed/`` (the files exactly as the real dataset distribu
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,19 @@ def _knob(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), yaml.safe_load(value)
+
+
+def knobs_of(generate: Callable[..., Any]) -> list[str]:
+    """The knobs ``--set`` may give a generator: its keyword parameters but seed and scale
+    (which have options of their own), and those of its module's ``plan`` when it passes
+    ``**knobs`` on (the landmark generator)."""
+    params = dict(inspect.signature(generate).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        planner = getattr(inspect.getmodule(generate), "plan", None)
+        if planner is not None:
+            params.update(inspect.signature(planner).parameters)
+    return [name for name, p in params.items()
+            if p.kind is p.KEYWORD_ONLY and name not in ("seed", "scale")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     generator = GENERATORS[args.source]
     if not generator.available():
         print(f"lenslab-synth: no generator for {args.source} in this install", file=sys.stderr)
+        return 2
+    valid = knobs_of(generator.load())
+    unknown = [k for k, _ in args.knobs if k not in valid]
+    if unknown:
+        print(f"lenslab-synth: unknown knob {', '.join(map(repr, unknown))} for {args.source}; "
+              f"its knobs: {', '.join(valid)}", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else int(_param("seed", 0))
     scale = args.scale if args.scale is not None else float(_param("synthetic.scale", 1.0))

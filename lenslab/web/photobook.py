@@ -2,19 +2,26 @@
 
 Run it with ``python -m lenslab.web.photobook`` (``--help`` for options). It binds 127.0.0.1 by
 default, never runs in debug mode, and loads what the pipeline wrote (``photobook_rater``) from
-the data root. Uploads are checked before any decoding: request size, photos per request, bytes
-per photo, the type sniffed from the first bytes (JPEG, PNG or WebP, whatever the file name says),
-the pixel count, and a full decode (a truncated JPEG is refused, not silently padded). Every
-refusal is a page with a clear message and a 4xx status; the server keeps serving.
+the data root. Uploads are checked as they stream in, before any decoding: the request body is
+counted as it arrives (``Content-Length`` is not trusted, and a chunked body past the cap is cut
+off with a 413, so no more than the cap reaches memory or disk), each photo's bytes are counted
+while its part is read, and the photo count is capped. Photos are then opened with
+:func:`lenslab.images.open_image`, as everywhere else (format from content within one allow-list,
+the bomb limit, strict JPEG decoding), under a per-request budget of decoded pixels, one at a
+time and shrunk at once to the catalog's normalised size, and at most ``decode_slots`` requests
+decode at once, so memory stays bounded however many clients send. A refused body is drained
+(bounded) so the client reads its 413, else the connection is closed.
+Every refusal is a page with a clear message and a 4xx status; the server keeps serving.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import html
-import io
 import os
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,27 +29,41 @@ import numpy as np
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
+from lenslab.errors import DataError
+from lenslab.images import DEFAULT_MAX_PIXELS, open_image
 from lenslab.photobook.rating import LEARNED, PhotobookLayout, Rater
 
-SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+FORMATS_TEXT = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+FRAMING = 64 * 1024  # form fields and multipart framing, beside the photos' own bytes
+DRAIN_BYTES = 16 * 2**20  # of a refused body, read and dropped so the client sees its 413
+DRAIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class Limits:
     max_bytes: int = 10 * 1024 * 1024  # per photo
     max_photos: int = 40  # per album request
-    max_pixels: int = MAX_PIXELS
+    max_pixels: int = MAX_PIXELS  # per photo
+    max_request_pixels: int = 2 * MAX_PIXELS  # decoded per request (two full-size photos)
+    decode_slots: int = 2  # requests decoding and embedding at once, whatever the client count
+    # photos are held at the catalog's normalised size (what the rater was trained on), so a
+    # request's memory is one full decode at a time plus small copies
+    work_side: int = 512
+
+    def request_cap(self, photos: int) -> int:
+        """The most bytes a request carrying ``photos`` photos may send."""
+        return self.max_bytes * photos + FRAMING
 
     @property
     def max_request(self) -> int:
-        return self.max_bytes * self.max_photos + 64 * 1024  # form fields and multipart framing
+        return self.request_cap(self.max_photos)
 
 
 def _size(n: int) -> str:
@@ -50,42 +71,117 @@ def _size(n: int) -> str:
 
 
 class UploadError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A refused upload. ``unread``: raised before the request body was read to its end."""
+
+    def __init__(self, status: int, message: str, *, unread: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.unread = status, message, unread
 
 
-def sniff(data: bytes) -> str | None:
-    """The image type from its first bytes: JPEG, PNG or WebP, else None."""
-    for magic, kind in SIGNATURES.items():
-        if data.startswith(magic):
-            return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return None
+async def drain(request: Request) -> bool:
+    """Read and drop the rest of a refused body, up to DRAIN_BYTES and DRAIN_SECONDS; True when
+    it came to its end. A client still sending when the server closes gets a reset and may lose
+    the 413; one that has finished reads it. Nothing drained is kept."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while dropped <= DRAIN_BYTES:
+                message = await request.receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return True
+                dropped += len(message.get("body", b""))
+    except TimeoutError:
+        pass
+    return False
 
 
-def decode(name: str, data: bytes, limits: Limits) -> Image.Image:
+class PixelBudget:
+    """Decoded pixels left to one request; taken from each photo's header before it decodes."""
+
+    def __init__(self, pixels: int) -> None:
+        self.total = self.left = pixels
+
+    def take(self, name: str, width: int, height: int) -> None:
+        if width * height > self.left:
+            raise UploadError(413, f"{name}: its {width}x{height} pixels would take this request "
+                              f"over its budget of {self.total:,} decoded pixels; send fewer or "
+                              "smaller photos")
+        self.left -= width * height
+
+
+def decode(name: str, data: bytes, limits: Limits,
+           budget: PixelBudget | None = None) -> Image.Image:
     """A fully decoded RGB photo, or an UploadError naming the file and what is wrong."""
     if not data:
         raise UploadError(400, f"{name}: the file is empty")
     if len(data) > limits.max_bytes:
         raise UploadError(413, f"{name}: {len(data):,} bytes is over the limit of "
                           f"{limits.max_bytes:,} bytes per photo")
-    kind = sniff(data)
-    if kind is None:
-        raise UploadError(415, f"{name}: not a JPEG, PNG or WebP image (checked by content)")
+
+    def check(width: int, height: int) -> None:
+        if width * height > limits.max_pixels:
+            raise UploadError(413, f"{name}: {width}x{height} pixels is over the limit of "
+                              f"{limits.max_pixels:,}")
+        if budget is not None:
+            budget.take(name, width, height)
+
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > limits.max_pixels:
-                raise UploadError(413, f"{name}: {im.width}x{im.height} pixels is over the "
-                                  f"limit of {limits.max_pixels:,}")
-            im.load()  # decodes every byte: a truncated file raises here
-            return im.convert("RGB")
-    except UploadError:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UploadError(422, f"{name}: the {kind} file is truncated or corrupt ({exc})") from exc
+        return open_image(data, max_pixels=limits.max_pixels, name=name, check_size=check,
+                          max_side=limits.work_side)
+    except DataError as exc:
+        kind = exc.reason.split(":")[0]
+        if kind == "decompression bomb":
+            raise UploadError(413, f"{name}: {exc.reason}") from None
+        if kind in ("not an image", "unsupported format", "HTML page, not an image"):
+            raise UploadError(415, f"{name}: not a {FORMATS_TEXT} image (checked by content: "
+                              f"{exc.reason})") from None
+        raise UploadError(422, f"{name}: the file is truncated or corrupt ({exc.reason})") \
+            from None
+
+
+class CappedBody:
+    """A request body as it streams, refused with a 413 once more than ``cap`` bytes have come,
+    before that chunk is used (so a chunked body, which has no Content-Length, cannot spool more
+    than ``cap``). ``finished``: the body was read to its end."""
+
+    def __init__(self, request: Request, cap: int) -> None:
+        self.receive, self.cap, self.total, self.finished = request.receive, cap, 0, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self.finished:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            self.finished = not message.get("more_body", False)
+            self.total += len(chunk)
+            if self.total > self.cap:
+                raise UploadError(413, f"the request is over the limit of {self.cap:,} bytes "
+                                  "for its photos")
+            if chunk:
+                yield chunk
+
+
+class CappedMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, counting each file's bytes as they arrive."""
+
+    def __init__(self, *args, max_file_bytes: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_file_bytes = max_file_bytes
+        self._file_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._file_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        upload = self._current_part.file
+        if upload is not None:
+            self._file_bytes += end - start
+            if self._file_bytes > self.max_file_bytes:
+                raise UploadError(413, f"{upload.filename or 'photo'}: over the limit of "
+                                  f"{self.max_file_bytes:,} bytes per photo")
+        super().on_part_data(data, start, end)
 
 
 class PhotobookApp:
@@ -99,6 +195,7 @@ class PhotobookApp:
         self.limits = limits or Limits()
         self.encoder = encoder or encoder_for(self.rater.encoder)
         self._lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         with self._lock:
@@ -113,21 +210,42 @@ class PhotobookApp:
             for n in self.rater.vectors)
         return HTMLResponse(PAGE.format(options=options, body=body,
                                         max_size=_size(self.limits.max_bytes),
-                                        max_photos=self.limits.max_photos), status_code=status)
+                                        max_photos=self.limits.max_photos,
+                                        formats=FORMATS_TEXT), status_code=status)
 
-    def error(self, exc: UploadError) -> HTMLResponse:
-        return self.page(f'<p id="error" class="error" role="alert">{html.escape(exc.message)}'
-                         "</p>", exc.status)
+    async def error(self, request: Request, exc: UploadError) -> HTMLResponse:
+        """The refusal page; a body left unread is drained (bounded) or the connection closed."""
+        response = self.page(f'<p id="error" class="error" role="alert">'
+                             f"{html.escape(exc.message)}</p>", exc.status)
+        if exc.unread and not await drain(request):
+            # the rest is never read: closing stops the client sending it (else the server
+            # would read and drop it, however long it is)
+            response.headers["connection"] = "close"
+        return response
 
-    async def form(self, request: Request):
+    async def form(self, request: Request, photos: int) -> FormData:
+        """The multipart form of a request carrying up to ``photos`` photos, read under caps."""
+        cap = self.limits.request_cap(photos)
         length = request.headers.get("content-length")
-        if length is not None and int(length) > self.limits.max_request:
-            raise UploadError(413, f"the request ({int(length):,} bytes) is over the limit of "
-                              f"{self.limits.max_request:,} bytes")
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            raise UploadError(413, f"the request ({length} bytes) is over the limit of "
+                              f"{cap:,} bytes ({photos} photos of at most "
+                              f"{_size(self.limits.max_bytes)} each)", unread=True)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise UploadError(415, "send the photos as multipart/form-data (the page's forms do)")
+        body = CappedBody(request, cap)
+        parser = CappedMultiPartParser(request.headers, body.__aiter__(), max_files=photos,
+                                       max_fields=20, max_file_bytes=self.limits.max_bytes)
         try:
-            return await request.form(max_files=self.limits.max_photos, max_fields=20)
-        except HTTPException as exc:  # malformed multipart, too many files
-            raise UploadError(400, f"the upload could not be read: {exc.detail}") from exc
+            return await parser.parse()
+        except UploadError as exc:
+            exc.unread = not body.finished
+            raise
+        except MultiPartException as exc:  # malformed multipart, too many files
+            raise UploadError(400, f"the upload could not be read: {exc.message}",
+                              unread=not body.finished) from exc
+        except ClientDisconnect as exc:
+            raise UploadError(400, "the upload was interrupted") from exc
 
     def vector(self, form) -> str:
         name = str(form.get("vector") or LEARNED)
@@ -136,20 +254,32 @@ class PhotobookApp:
         return name
 
     async def photos(self, uploads: list) -> tuple[list[str], list[Image.Image]]:
+        """Each upload decoded in turn (its bytes dropped once decoded), within the pixel
+        budget; call it holding a decode slot."""
+        budget = PixelBudget(self.limits.max_request_pixels)
         names, images = [], []
         for upload in uploads:
-            data = await upload.read()
             name = upload.filename or "photo"
-            images.append(await run_in_threadpool(decode, name, data, self.limits))
+            data = await upload.read(self.limits.max_bytes + 1)
+            images.append(await run_in_threadpool(decode, name, data, self.limits, budget))
             names.append(name)
         return names, images
+
+    async def embeddings(self, uploads: list) -> tuple[list[str], np.ndarray]:
+        """Names and embeddings of the uploads; decoded pixels live only inside a decode slot."""
+        if self._slots is None:  # made here so it belongs to the server's event loop
+            self._slots = asyncio.Semaphore(self.limits.decode_slots)
+        async with self._slots:
+            names, images = await self.photos(uploads)
+            return names, await run_in_threadpool(self.embed, images)
 
     async def index(self, request: Request) -> HTMLResponse:
         return self.page("")
 
     async def compare(self, request: Request) -> HTMLResponse:
+        form = None
         try:
-            form = await self.form(request)
+            form = await self.form(request, 2)
             vector = self.vector(form)
             uploads = [form.get(k) for k in ("photo_a", "photo_b")]
             missing = [label for label, u in zip(("first", "second"), uploads, strict=True)
@@ -157,10 +287,13 @@ class PhotobookApp:
             if missing:
                 raise UploadError(400, f"the {' and '.join(missing)} photo is missing: choose "
                                   "two photos to compare")
-            names, images = await self.photos(uploads)
-            p = self.rater.probabilities(await run_in_threadpool(self.embed, images), vector)
+            names, e = await self.embeddings(uploads)
+            p = self.rater.probabilities(e, vector)
         except UploadError as exc:
-            return self.error(exc)
+            return await self.error(request, exc)
+        finally:
+            if form is not None:
+                await form.close()
         rows = "".join(
             f'<tr><td>{html.escape(n)}</td><td class="prob" id="p{k}">{q:.3f}</td></tr>'
             for k, (n, q) in enumerate(zip(names, p, strict=True)))
@@ -170,8 +303,9 @@ class PhotobookApp:
                          f"{rows}</table><p>Better pick: <b>{better}</b></p>")
 
     async def album(self, request: Request) -> HTMLResponse:
+        form = None
         try:
-            form = await self.form(request)
+            form = await self.form(request, self.limits.max_photos)
             vector = self.vector(form)
             uploads = [u for u in form.getlist("photos") if isinstance(u, UploadFile)
                        and u.filename]
@@ -183,11 +317,13 @@ class PhotobookApp:
                 places = 0
             if not 1 <= places <= len(uploads):
                 raise UploadError(400, f"places must be between 1 and {len(uploads)}")
-            names, images = await self.photos(uploads)
-            e = await run_in_threadpool(self.embed, images)
+            names, e = await self.embeddings(uploads)
             album = self.rater.album(e, names, places, vector)
         except UploadError as exc:
-            return self.error(exc)
+            return await self.error(request, exc)
+        finally:
+            if form is not None:
+                await form.close()
         rows = "".join(
             f'<tr class="{"chosen" if r.chosen else "skipped"}"><td>{html.escape(r.photo)}</td>'
             f"<td>{r.score:.3f}</td><td>{'yes' if r.chosen else 'no'}</td>"
@@ -228,7 +364,7 @@ td,th{{padding:.2em .6em;text-align:left}} tr.skipped{{color:#777}}</style></hea
 <label>Places <input type="number" name="places" id="places" value="4" min="1"></label>
 <label>Master vector <select name="vector">{options}</select></label>
 <button type="submit" id="make-album">Choose</button></fieldset></form>
-<p><small>JPEG, PNG or WebP; at most {max_size} per photo and {max_photos} photos.
+<p><small>{formats}; at most {max_size} per photo and {max_photos} photos.
 </small></p>
 {body}
 </body></html>

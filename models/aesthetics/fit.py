@@ -20,7 +20,7 @@ from lenslab.aesthetics.splits import (
     validation_images,
     write_json,
 )
-from lenslab.atomic import atomic_path, write_parquet
+from lenslab.atomic import write_parquet
 from lenslab.paths import DataLayout
 from lenslab.seeding import derive_seed
 from models.aesthetics.networks import (
@@ -40,7 +40,7 @@ from models.aesthetics.networks import (
     train_generic,
 )
 from models.backbones import build_trunk
-from models.checkpoints import load_state, save_state
+from models.checkpoints import load_state, save_object, save_state
 from models.device import describe
 from models.images import as_float, load_images
 
@@ -90,8 +90,7 @@ def fit_generic(data: DataLayout, layout: AestheticsLayout, net: NetSettings,
     ratings = ratings[~ratings["image_id"].isin(dropped)]
     ids = list(paths.index)
     features, model, feature_seconds = _features(data, paths, net, device)
-    with atomic_path(layout.features) as tmp:
-        torch.save({"image_ids": ids, "features": features}, tmp)
+    save_object({"image_ids": ids, "features": features}, layout.features)
     index = {image_id: i for i, image_id in enumerate(ids)}
     targets = mean_ratings(ratings, workers)  # train workers' images only
     val = validation_images(list(targets.index), val_fraction, split_seed)
@@ -158,8 +157,8 @@ def fit_personal(layout: AestheticsLayout, net: NetSettings, settings: PersonalS
                          "delta": rho - generic_rho, "steps": steps, "seconds": seconds,
                          "heldout": len(held), "seed": str(run_seed)})
             if rep == 0:  # one file per user, k and method
-                with atomic_path(layout.adapters / method / f"k{k}" / f"{worker}.pt") as tmp:
-                    torch.save(personal_state(model, method), tmp)
+                save_object(personal_state(model, method),
+                            layout.adapters / method / f"k{k}" / f"{worker}.pt")
         log(f"{worker} k={k} draw {rep}: generic ρ {generic_rho:.3f}, "
             + ", ".join(f"{r['method']} {r['delta']:+.3f}" for r in rows[-len(METHODS):]))
     results = pd.DataFrame(rows)

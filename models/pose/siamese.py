@@ -32,6 +32,7 @@ from torch import nn
 
 from lenslab.pose.pairs import FLIP_INDEX, POSE_VECTOR_DIM
 from models.backbones import Trunk
+from models.checkpoints import save_object
 from models.images import as_float
 
 
@@ -242,11 +243,8 @@ def train_siamese(model: Siamese, data: PairData, settings: TrainSettings, devic
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         if checkpoint is not None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "state": state}, tmp)
-            tmp.replace(checkpoint)
+            save_object({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "state": state}, checkpoint)
     model.load_state_dict(state["best_state"])
     return model, TrainResult(state["best_epoch"], state["best_val_loss"], resumed,
                               state["history"])

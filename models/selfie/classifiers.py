@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from models.backbones import Trunk, build_trunk, extract_features
-from models.device import mixed_precision
+from models.device import choose_precision
 from models.images import as_float, image_tensor
 
 
@@ -143,6 +143,8 @@ def train_classifier(
     y_val_np = y_val.numpy()
     best = TrainResult(best_epoch=-1, best_val_auc=-math.inf)
     best_state = copy.deepcopy(model.state_dict())
+    precision = choose_precision(device)
+    scaler = precision.scaler()  # float16 gradients are scaled; otherwise a pass-through
     for epoch in range(settings.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=gen)
@@ -153,11 +155,12 @@ def train_classifier(
             if settings.augment:
                 flip = torch.rand(len(idx), generator=gen) < 0.5
                 xb[flip.to(device)] = xb[flip.to(device)].flip(-1)
-            with mixed_precision(device):
+            with precision.autocast():
                 loss = criterion(model(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             total, seen = total + loss.detach() * len(idx), seen + len(idx)
         p_val = predict_proba(model, x_val, device, settings.batch_size, settings.images)
         val_auc = _auc(y_val_np, p_val)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lenslab.style.features import global_features
+from models.checkpoints import save_object
 
 
 class StyleAutoencoder(nn.Module):
@@ -179,9 +180,8 @@ def train(train_images: Tensor, val_images: Tensor, cfg: TrainConfig, *,
                 if k != "epoch":
                     writer.add_scalar(k.replace("_", "/", 1), v, epoch)
         if checkpoint is not None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
             keys = list(row)
-            torch.save({
+            save_object({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch,
                 "generator": generator.get_state(), "feature_mean": scale.mean,

@@ -23,6 +23,7 @@ from lenslab.scaling import Standardiser
 from lenslab.style import evaluation as style_models
 from lenslab.style import extraction as style
 from lenslab.style.features import FEATURE_NAMES
+from models.checkpoints import save_object
 from models.style import autoencoder as ae
 from models.style import photographer as ph
 
@@ -141,8 +142,8 @@ def fit_photographer(layout: DataLayout, settings: ph.TrainConfig, *, ae_embeddi
         "image_id": table["image_id"], "split": parts, "photographer": truth,
         "predicted": best, "photographer_name": np.asarray(names)[truth],
         "predicted_name": np.asarray(names)[best]}))
-    with atomic.atomic_path(out / "model.pt") as tmp:
-        torch.save({"model": result.model.state_dict(), "best_epoch": result.best_epoch}, tmp)
+    save_object({"model": result.model.state_dict(), "best_epoch": result.best_epoch},
+                out / "model.pt")
     n = len(names)
     metrics = {"source": style.source_of(table["image_id"]), "labels": label_kind,
                "label_origin": label_origin, "photographer_names": names,

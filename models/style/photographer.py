@@ -192,11 +192,20 @@ def similar_photographers(embeddings: pd.DataFrame, name_or_id: str | int,
     """The ``k`` photographers whose embeddings are closest (cosine) to ``name_or_id``.
 
     ``embeddings``: index = photographer name (str), columns = embedding dimensions.
+    ``name_or_id`` is a name, or a number: the photographer at that position (from 0) in the
+    model's list, for sources whose photographers have names (folders: ``expert_A``, ...). A
+    name that is itself a number (synthetic photographers "0", "1", ...) wins.
     """
     names = embeddings.index.astype(str)
-    key = str(name_or_id)
+    key = str(name_or_id).strip()
     if key not in set(names):
-        raise KeyError(f"unknown photographer {key!r}; known: {', '.join(names[:10])}...")
+        if key.isdigit() and int(key) < len(names):
+            key = names[int(key)]
+        else:
+            known = ", ".join(f"{i}: {n}" for i, n in enumerate(names[:10]))
+            more = ", ..." if len(names) > 10 else ""
+            raise KeyError(f"unknown photographer {key!r}; give a name or a number from 0 to "
+                           f"{len(names) - 1} ({known}{more})")
     vectors = embeddings.to_numpy(dtype=float)
     vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
     query = vectors[list(names).index(key)]

@@ -255,3 +255,59 @@ def test_process_batch_turns_rejections_into_reasons(tmp_path: Path, cat_jpeg: b
     assert results[1].reason == "HTML page, not an image"
     assert results[1].sha256 == hashlib.sha256(html.read_bytes()).hexdigest()
     assert results[2].reason.startswith("missing file") and results[2].sha256 is None
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto showpage\n"
+
+
+@pytest.mark.parametrize("case", sorted([*BAD_FILES, "eps"]))
+def test_every_entry_point_refuses_the_same_bad_files(tmp_path: Path, cat_jpeg: bytes,
+                                                      case: str) -> None:
+    """The catalog, the `lenslab` commands and the web page open photos with one function:
+    the same allow-list (an EPS file never reaches Ghostscript), the same strict JPEG decoding
+    (corrupt scan data, which Pillow alone decodes "fine", is refused everywhere)."""
+    from lenslab.cli.common import find_images
+    from lenslab.images import open_image
+    from lenslab.web.photobook import Limits, UploadError, decode
+
+    data = EPS if case == "eps" else BAD_FILES[case][0](cat_jpeg)
+    path = write(tmp_path / f"{case}.jpg", data)
+    with pytest.raises(DataError) as catalog:
+        inspect_image(path, max_pixels=MAX_PIXELS)
+    with pytest.raises(DataError) as opened:
+        open_image(path)
+    assert opened.value.reason == catalog.value.reason
+    inputs = find_images([str(path)])
+    assert inputs.decode(inputs.paths) == []
+    assert inputs.rejected[0][1].endswith(catalog.value.reason), inputs.rejected
+    with pytest.raises(UploadError) as web:
+        decode(path.name, data, Limits())
+    assert 400 <= web.value.status < 500
+    assert catalog.value.reason in web.value.message or case == "zero-byte"
+    if case == "eps":
+        assert catalog.value.reason == "unsupported format: PostScript"
+
+
+def test_every_entry_point_opens_a_good_photo_alike(tmp_path: Path, cat_jpeg: bytes) -> None:
+    from lenslab.cli.common import find_images
+    from lenslab.images import open_image
+    from lenslab.web.photobook import Limits, decode
+
+    path = write(tmp_path / "cat.jpg", cat_jpeg)
+    inputs = find_images([str(path)])
+    (_, from_cli), = inputs.decode(inputs.paths)
+    pixels = np.asarray(open_image(path))
+    assert pixels.shape == (300, 451, 3) and from_cli.mode == "RGB"
+    assert np.array_equal(np.asarray(from_cli), pixels)
+    assert np.array_equal(np.asarray(decode("cat.jpg", cat_jpeg, Limits())), pixels)
+
+
+def test_open_image_checks_the_size_before_decoding(tmp_path: Path) -> None:
+    from lenslab.images import open_image
+
+    seen = []
+    with pytest.raises(DataError, match="decompression bomb"):
+        open_image(png_header_only(20_000, 20_000), max_pixels=MAX_PIXELS)
+    open_image(encode(Image.new("RGB", (30, 20)), "PNG"),
+               check_size=lambda w, h: seen.append((w, h)))
+    assert seen == [(30, 20)]

@@ -117,3 +117,14 @@ def test_inputs_are_decoded_a_batch_at_a_time_and_bad_files_are_named(tmp_path):
     assert sizes == [1, 1, 1]  # (notes, p0), (p1, p2), (p3): one bad file in each of the first two
     assert {why.split(":")[0] for _, why in inputs.rejected} == {
         "no such file or folder", "not an image", "unreadable image"}
+
+
+def test_an_empty_folder_is_reported_like_an_empty_glob(tmp_path):
+    _register(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no photos here")
+    for arg in (tmp_path / "empty", tmp_path / "notes", tmp_path / "empty" / "*.jpg"):
+        run = CliRunner().invoke(main, ["selfie", str(arg), "--data-root", str(tmp_path)])
+        assert run.exit_code == 1, (arg, run.output)
+        assert f"lenslab: {arg}: no " in run.stderr and "Traceback" not in run.output

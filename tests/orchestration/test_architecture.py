@@ -163,3 +163,15 @@ def test_the_launch_line_shows_one_headline_figure_per_asset():
         "head_test_auc 0.8123"
     assert headline({"records": 1200, "mode": "synthetic"}) == "records 1,200"
     assert headline({"promoted": True, "path": "x"}) == ""
+
+
+def test_browser_screenshots_go_to_an_ignored_folder_with_no_tracked_files():
+    from tests.support.browser import SCREENSHOTS
+
+    folder = SCREENSHOTS.relative_to(REPO_ROOT)
+    tracked = subprocess.run(["git", "ls-files", str(folder)], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == [], f"tracked files in {folder}/ would be rewritten by every test run"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / "any.png")],
+                             cwd=REPO_ROOT)
+    assert ignored.returncode == 0, f"{folder}/ is not ignored by git"

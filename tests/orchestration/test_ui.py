@@ -15,11 +15,11 @@ import pytest
 
 from lenslab.params import REPO_ROOT
 from lenslab.paths import SOURCES
-from tests.support.browser import free_port
+from tests.support.browser import SCREENSHOTS, free_port
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
+ARTIFACTS = SCREENSHOTS
 GROUPS = ("ingestion", "catalog", "features", "models", "selfie", "photobook", "reports")
 NODES = "{ assetNodes { assetKey { path } groupName } }"
 LOCATION = ("{ repositoriesOrError { ... on RepositoryConnection {"

@@ -232,6 +232,108 @@ def test_openpifpaf_checkpoints_reload_through_the_real_loading_path(openpifpaf_
         B.load_openpifpaf("no-such-checkpoint")
 
 
+class _CallsOnLoad:
+    """Pickles as a call of ``fn(*args)``: what a crafted checkpoint runs when it is loaded."""
+
+    def __init__(self, fn, *args) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize("call", ["os.system", "torch.save"])
+def test_a_crafted_checkpoint_that_calls_a_function_is_refused(tmp_path, call):
+    """os.system (outside the old module prefixes) and torch.save (inside them: the old
+    "anything under torch." rule let it run and write a file) are both refused unloaded."""
+    import os
+
+    marker = tmp_path / "ran"
+    payload = (_CallsOnLoad(os.system, f"touch {marker}") if call == "os.system"
+               else _CallsOnLoad(torch.save, {"x": 1}, str(marker)))
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"model": payload, "epoch": 1}, crafted)
+    with pytest.raises(B.CheckpointError, match="refusing to unpickle"):
+        B.load_openpifpaf(crafted)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("base", sorted(B.NAMED_CHECKPOINTS))
+def test_the_allow_list_covers_each_pinned_network_exactly(tmp_path, monkeypatch, base):
+    """What the installed openpifpaf pickles for each pinned base network is allow-listed (so
+    real checkpoints load); built without ImageNet weights, offline."""
+    from openpifpaf.network import basenetworks
+
+    for cls in (basenetworks.Resnet, basenetworks.MobileNetV3, basenetworks.MobileNetV2):
+        monkeypatch.setattr(cls, "pretrained", False)
+    path = tmp_path / f"{base}.pkl"
+    torch.save({"model": B.new_openpifpaf(base), "epoch": 1, "meta": {}}, path)
+    names = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    assert names <= B.ALLOWED_GLOBALS, names - B.ALLOWED_GLOBALS
+    assert all(not n.startswith(("os.", "posix.", "builtins.", "subprocess.")) for n in names)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty torch hub cache, and no network: fetching fails as it does offline."""
+    import urllib.error
+
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+
+    def offline(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "hub" / "checkpoints"
+
+
+def test_a_named_checkpoint_that_cannot_be_fetched_is_one_line_and_exit_2(hub_cache, tmp_path):
+    from click.testing import CliRunner
+
+    from lenslab.cli import main
+
+    photo = write_photos(tmp_path / "photos", "astronaut.jpg") / "astronaut.jpg"
+    run = CliRunner().invoke(main, ["pose", str(photo), "--backend", "openpifpaf",
+                                    "--checkpoint", "shufflenetv2k16"])
+    assert run.exit_code == 2, run.output
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "'shufflenetv2k16'" in run.stderr and "could not be fetched" in run.stderr
+    assert "Traceback" not in run.output
+    run = CliRunner().invoke(main, ["pose", str(photo), "--backend", "openpifpaf",
+                                    "--checkpoint", "shufflenetv2k16-withdense"])  # not pinned
+    assert run.exit_code == 2 and "neither a file nor a known name" in run.stderr
+
+
+def test_a_named_checkpoint_is_checked_against_its_pinned_sha256(hub_cache, monkeypatch,
+                                                                 openpifpaf_checkpoint):
+    import hashlib
+    import shutil
+
+    import torch.hub
+
+    _, path = openpifpaf_checkpoint
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    url = f"https://example.invalid/releases/shufflenetv2k16-test-{digest[:8]}.pkl"
+    monkeypatch.setitem(B.NAMED_CHECKPOINTS, "test-net", B.NamedCheckpoint(url, digest[:8]))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda url, dst, *a, **k: shutil.copyfile(path, dst))
+    assert B.load_openpifpaf("test-net") is not None  # fetched into the cache, verified, loaded
+    cached = hub_cache / f"shufflenetv2k16-test-{digest[:8]}.pkl"
+    assert cached.is_file()
+    cached.write_bytes(cached.read_bytes()[:-1] + b"!")  # the cached file altered afterwards
+    with pytest.raises(B.CheckpointError, match="does not match the pinned"):
+        B.load_openpifpaf("test-net")
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"definitely not a torch file")
+    with pytest.raises(B.CheckpointError, match="not a loadable checkpoint"):
+        B.load_openpifpaf(junk)
+
+
 def test_openpifpaf_decodes_images_end_to_end_into_the_schema(openpifpaf_checkpoint, tmp_path):
     _, path = openpifpaf_checkpoint
     paths = []

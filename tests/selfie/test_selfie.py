@@ -114,6 +114,55 @@ def test_training_keeps_the_best_validation_epoch(tmp_path):
     assert torch.equal(again.net[0].weight, model.net[0].weight)
 
 
+def test_precision_is_bf16_else_fp16_with_a_grad_scaler_else_fp32(monkeypatch):
+    """No GPU here: torch's CUDA capability answers are mocked."""
+    from models.device import Precision, choose_precision, mixed_precision
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert choose_precision(cuda) == Precision("cuda", torch.bfloat16, False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert choose_precision(cuda) == Precision("cuda", torch.float16, True)  # scaler needed
+    assert choose_precision(CPU) == Precision("cpu", None, False)
+    assert not choose_precision(CPU).scaler().is_enabled()
+    with mixed_precision(CPU):
+        assert not torch.is_autocast_enabled()
+
+
+def test_training_steps_through_the_grad_scaler_when_precision_needs_one(monkeypatch):
+    """The float16 path (scaled gradients) run on CPU: bfloat16 autocast stands in for float16,
+    which CPU autocast does not offer; every optimiser step goes through the scaler."""
+    from models.device import Precision
+
+    calls = {"scale": 0, "step": 0, "update": 0}
+    real = torch.amp.GradScaler
+
+    class Spy(real):
+        def scale(self, outputs):
+            calls["scale"] += 1
+            return super().scale(outputs)
+
+        def step(self, optimizer, *args, **kwargs):
+            calls["step"] += 1
+            return super().step(optimizer, *args, **kwargs)
+
+        def update(self, *args, **kwargs):
+            calls["update"] += 1
+            return super().update(*args, **kwargs)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", Spy)
+    monkeypatch.setattr(M, "choose_precision", lambda device: Precision("cpu", torch.bfloat16,
+                                                                        True))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 16, generator=g)
+    y = (x[:, 0] > 0).long()
+    _, result = M.train_classifier(M.TransferHead(16, 32), (x[:60], y[:60]), (x[60:], y[60:]),
+                                   M.TrainSettings(3, 1e-2, 16, 0), CPU)
+    assert calls == {"scale": 12, "step": 12, "update": 12}  # 3 epochs x 4 batches
+    losses = [h["train_loss"] for h in result.history]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]  # the scaled steps learn
+
+
 def test_small_cnn_and_finetuned_shapes():
     x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
     assert M.SmallCNN()(images.as_float(x, CPU)).shape == (2, 2)

@@ -57,6 +57,105 @@ def test_autoencoder_trains_resumes_and_logs(tmp_path):
     torch.testing.assert_close(ae.embed(first.model, x), ae.embed(again.model, x))
 
 
+TRAIN_CHILD = """
+import json, sys
+from pathlib import Path
+import torch
+from models.style import autoencoder as ae
+
+if len(sys.argv) > 3:  # die half-way through writing the Nth checkpoint, as a SIGKILL would
+    import io, os, signal
+    real_save, calls = torch.save, [0]
+
+    def dying_save(obj, f, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] < int(sys.argv[3]):
+            return real_save(obj, f, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+        if hasattr(f, "write"):
+            f.write(half)
+            f.flush()
+        else:
+            Path(f).write_bytes(half)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    torch.save = dying_save
+torch.set_num_threads(1)
+torch.manual_seed(0)
+x = (torch.rand(160, 3, 1, 1) + 0.1 * torch.rand(160, 3, 32, 32)).clamp(0, 1)
+cfg = ae.TrainConfig(size=32, embedding_dim=8, width=8, epochs=5, batch_size=8, seed=3)
+checkpoint, out = Path(sys.argv[1]), Path(sys.argv[2])
+result = ae.train(x[:128], x[128:], cfg, checkpoint=checkpoint, log=lambda _: None)
+out.write_text(json.dumps({"history": result.history, "resumed_from": result.resumed_from,
+                           "embedding": ae.embed(result.model, x).sum(0).tolist()}))
+"""
+
+
+def _train_child(checkpoint, out, *die_in_save):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", TRAIN_CHILD, str(checkpoint), str(out),
+                             *map(str, die_in_save)], env=env)
+
+
+def test_training_killed_with_sigkill_mid_epoch_resumes_to_the_same_result(tmp_path):
+    """A training process SIGKILLed mid-epoch, after its first checkpoint: the rerun resumes
+    from that checkpoint (written atomically, so never torn) and ends where an uninterrupted
+    run ends, to the last metric."""
+    import signal
+    import time
+
+    killed_ckpt, killed_out = tmp_path / "killed" / "ck.pt", tmp_path / "killed.json"
+    child = _train_child(killed_ckpt, killed_out)
+    deadline = time.monotonic() + 300
+    while not killed_ckpt.exists():
+        assert child.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    assert not killed_out.exists()  # it did not finish
+    done = torch.load(killed_ckpt, weights_only=True)["epoch"]  # loads: not torn
+    assert done < 4
+    assert [p.name for p in killed_ckpt.parent.iterdir()] == ["ck.pt"]  # no temp file left
+
+    rerun = _train_child(killed_ckpt, killed_out)
+    whole = _train_child(tmp_path / "whole" / "ck.pt", tmp_path / "whole.json")
+    assert rerun.wait(timeout=600) == 0 and whole.wait(timeout=600) == 0
+    resumed, uninterrupted = (json.loads(p.read_text()) for p in (killed_out,
+                                                                   tmp_path / "whole.json"))
+    assert resumed["resumed_from"] == done + 1 >= 1 and uninterrupted["resumed_from"] == 0
+    assert len(resumed["history"]) == len(uninterrupted["history"]) == 5
+    for a, b in zip(resumed["history"], uninterrupted["history"], strict=True):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+    assert resumed["embedding"] == pytest.approx(uninterrupted["embedding"], rel=1e-5, abs=1e-6)
+
+
+def test_training_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(tmp_path):
+    """Killed half-way through writing its third checkpoint: the second is still whole (the
+    write went to a temporary file beside it), so the rerun resumes from it and ends as an
+    uninterrupted run does. A bare torch.save to the checkpoint leaves it torn."""
+    import signal
+
+    ckpt, out = tmp_path / "killed" / "ck.pt", tmp_path / "killed.json"
+    child = _train_child(ckpt, out, 3)
+    assert child.wait(timeout=600) == -signal.SIGKILL and not out.exists()
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    assert [p.name for p in ckpt.parent.iterdir() if not p.name.startswith(".")] == ["ck.pt"]
+    rerun = _train_child(ckpt, out)
+    whole = _train_child(tmp_path / "whole" / "ck.pt", tmp_path / "whole.json")
+    assert rerun.wait(timeout=600) == 0 and whole.wait(timeout=600) == 0
+    resumed, uninterrupted = (json.loads(p.read_text()) for p in (out, tmp_path / "whole.json"))
+    assert resumed["resumed_from"] == 2
+    assert resumed["embedding"] == pytest.approx(uninterrupted["embedding"], rel=1e-5, abs=1e-6)
+    assert resumed["history"][-1] == pytest.approx(uninterrupted["history"][-1], rel=1e-5)
+
+
 def test_photographer_model_identifies_separable_styles():
     r = np.random.default_rng(0)
     n_phot, per = 5, 12
@@ -82,8 +181,15 @@ def test_similar_photographers_and_cli(tmp_path, capsys):
                           "e1": [0.0, 0.1, 0.0]})
     result = ph.similar_photographers(table.set_index("photographer"), "a", k=2)
     assert list(result["photographer"]) == ["b", "c"]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="a name or a number from 0 to 2"):
         ph.similar_photographers(table.set_index("photographer"), "zz")
+    # folder sources name their photographers: a number is a position in the model's list
+    by_number = ph.similar_photographers(table.set_index("photographer"), "0", k=2)
+    assert list(by_number["photographer"]) == ["b", "c"]
+    with pytest.raises(KeyError):
+        ph.similar_photographers(table.set_index("photographer"), 3)
+    numbered = table.assign(photographer=["2", "0", "1"]).set_index("photographer")
+    assert list(ph.similar_photographers(numbered, "2", k=1)["photographer"]) == ["0"]
     path = ph.embeddings_path(tmp_path)
     path.parent.mkdir(parents=True)
     table.to_parquet(path)

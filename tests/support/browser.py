@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Where browser tests put screenshots: ignored by git (.gitignore), so a test run never rewrites
+# a tracked file (test_architecture checks it stays so).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]

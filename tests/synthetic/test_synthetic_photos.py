@@ -350,3 +350,14 @@ def test_edit_params_round_trip():
     p = EditParams(exposure=0.5, gamma=1.2)
     assert EditParams.from_dict(p.to_dict()) == p
     assert edits.LUMA[1] > edits.LUMA[0]
+
+
+@pytest.mark.parametrize("source", ["oxford_pets", "landmark_photos"])
+def test_an_unknown_knob_is_named_with_the_valid_ones_and_no_traceback(tmp_path, capsys,
+                                                                      source):
+    assert cli.main([source, str(tmp_path / "out"), "--set", "photgraphers=10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown knob 'photgraphers'" in err
+    valid = "photographers" if source == "oxford_pets" else "sites"
+    assert valid in err.split("its knobs:")[1]
+    assert not (tmp_path / "out" / "distributed").exists()  # nothing written
