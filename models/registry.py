@@ -14,7 +14,6 @@ family, named in ``FAMILIES``) and refuses cards written by an incompatible vers
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lenslab import atomic
+from lenslab.digests import file_sha256
 
 if TYPE_CHECKING:  # torch loads only to write or load a model: `lenslab models` starts fast
     import torch
@@ -80,13 +80,13 @@ def register(data_root: Path, family: str, model: nn.Module, *, card: dict[str, 
     created = datetime.now(UTC)
     tmp = family_dir(data_root, family) / f".tmp-{created.strftime('%Y%m%dT%H%M%S%fZ')}"
     save_state(model, tmp / "weights.pt")
-    digest = _sha256(tmp / "weights.pt")
+    digest = file_sha256(tmp / "weights.pt")
     extras = {}
     for name, state in (extra_states or {}).items():
         file = f"{name}.pt"
         (tmp / file).parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp / file)
-        extras[name] = {"file": file, "sha256": _sha256(tmp / file)}
+        extras[name] = {"file": file, "sha256": file_sha256(tmp / file)}
     version = f"{created.strftime('%Y%m%dT%H%M%S%fZ')}-{digest[:8]}"  # unique per write
     final = family_dir(data_root, family) / version
     full = {**card, "family": family, "version": version, "created": created.isoformat(),
@@ -136,7 +136,7 @@ def load_model(data_root: Path, family: str, version: str = "promoted",
             f"wrote it (code version {card.get('code_version')})")
     model = importlib.import_module(module_name).build_from_card(card)
     path = family_dir(data_root, family) / card["version"] / card["weights"]
-    if _sha256(path) != card["weights_sha256"]:
+    if file_sha256(path) != card["weights_sha256"]:
         raise RegistryError(f"{path}: weights do not match the card's sha256")
     load_state(model, path)
     return model.to(device or torch.device("cpu")).eval(), card
@@ -151,13 +151,9 @@ def load_extra_state(data_root: Path, card: dict[str, Any], name: str,
     if extra is None:
         raise RegistryError(f"{card['family']} model {card['version']} has no state {name!r}")
     path = family_dir(data_root, card["family"]) / card["version"] / extra["file"]
-    if not path.is_file() or _sha256(path) != extra["sha256"]:
+    if not path.is_file() or file_sha256(path) != extra["sha256"]:
         raise RegistryError(f"{path}: missing or not matching the card's sha256")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def entries(data_root: Path) -> list[dict[str, Any]]:

@@ -23,7 +23,6 @@ image it was given:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from lenslab.atomic import atomic_open
+from lenslab.digests import file_sha256
 from lenslab.formats.landmark_photos import COCO_KEYPOINTS
 from lenslab.images import open_image
 from lenslab.params import REPO_ROOT
@@ -168,14 +168,6 @@ def save_openpifpaf(net, base_name: str, path: Path) -> None:
         torch.save({"base_name": base_name, "state_dict": net.state_dict()}, fh)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _openpifpaf_checkpoint_file(checkpoint: str) -> Path:
     """A pinned name -> its verified file in the torch hub cache (fetched if missing); a path ->
     itself. Anything else is a CheckpointError (FileNotFoundError for an unknown name)."""
@@ -197,7 +189,7 @@ def _openpifpaf_checkpoint_file(checkpoint: str) -> Path:
                 f"openpifpaf checkpoint {checkpoint!r} is not in {target.parent} and could not "
                 f"be fetched ({type(exc).__name__}: {exc}); fetch it where there is internet "
                 "or give --checkpoint FILE") from None
-    digest = _sha256(target)
+    digest = file_sha256(target)
     if not digest.startswith(pinned.sha256):
         raise CheckpointError(f"{target}: SHA-256 {digest} does not match the pinned "
                               f"{pinned.sha256} of {checkpoint!r}; delete it to fetch it again")
