@@ -35,7 +35,8 @@ RATER_STAGE = Stage(__name__, outs=("photobook/rater", "registry/photobook"),
                     params=("seed", "photobook.reliability_bins", "photobook.bootstrap",
                             "photobook.duplicate_threshold"))
 REPORT_STAGE = Stage(__name__, outs=("reports/photobook",),
-                     params=("seed", "photobook.album"))
+                     params=("seed", "photobook.album", "photobook.split_spread",
+                             "photobook.tier_gap", "photobook.c_grid"))
 
 
 def _layout(data_root: DataRoot):
@@ -335,9 +336,11 @@ def photobook_report(
         HEADLINE,
         LEARNED,
         Rater,
+        annotated_pairs,
         burst_agreement,
         ground_truth_rows,
         report_markdown,
+        split_spread,
         vector_cosines,
     )
     from lenslab.seeding import rng
@@ -367,7 +370,14 @@ def photobook_report(
     album_sheet(album, [root / paths[n] for n in album["photo"]], figures["example album"])
     truth = ground_truth_rows(layout, photos["image_id"])
     bursts = None if truth is None else burst_agreement(groups, truth["burst"].to_numpy())
+    spread_config = param("photobook.split_spread")
+    spread = split_spread(
+        e, annotated_pairs(pd.read_parquet(layout.pairs()), photos["image_id"]), groups,
+        photos["tier"].fillna(-1).to_numpy(dtype=int), tier_gap=param("photobook.tier_gap"),
+        cs=param("photobook.c_grid"), folds=spread_config["folds"],
+        repeats=spread_config["repeats"], seed=config.seed) if spread_config["repeats"] else None
     metrics = {"rater": rater_json, "cosines": cosines, "near_duplicates_vs_bursts": bursts,
+               "split_spread": spread,
                "album": album.to_dict(orient="records"),
                "album_offered": len(offered), "album_places": config.album_places}
     md = report_markdown(metrics, {k: v.relative_to(root).as_posix()
