@@ -154,8 +154,14 @@ def master_vectors(
     layout = _layout(data_root)
     photos, e, info = _embeddings(data_root)
     fractions = {"train": config.train, "val": config.val, "test": config.test}
-    # near-duplicates are found with train-free statistics (all photos), only to group them
-    groups = near_duplicate_groups(Standardiser.fit(e)(e), config.duplicate_threshold)
+    # near-duplicates are found with train-free statistics (all photos), only to group them:
+    # by embedding similarity, or by near-identical pixels, which catches burst frames the
+    # embedding threshold misses (the split audit found one straddling train and test)
+    from lenslab.split_audit import NEAR_DUPLICATE_BITS, fingerprints, hamming
+
+    prints = fingerprints([data_root.layout().root / p for p in photos["normalised_path"]])
+    close = hamming(prints["dhash"].to_numpy(dtype=np.uint64)) <= NEAR_DUPLICATE_BITS
+    groups = near_duplicate_groups(Standardiser.fit(e)(e), config.duplicate_threshold, close)
     split = split_groups(groups, fractions, config.seed)
     train_photos = np.flatnonzero(split == "train")
     standardiser = Standardiser.fit(e[train_photos])

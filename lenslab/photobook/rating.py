@@ -115,8 +115,10 @@ def similarity(z: np.ndarray) -> np.ndarray:
     return u @ u.T
 
 
-def near_duplicate_groups(z: np.ndarray, threshold: float) -> np.ndarray:
-    """A group id per photo: connected components of ``similarity > threshold``."""
+def near_duplicate_groups(z: np.ndarray, threshold: float,
+                          also: np.ndarray | None = None) -> np.ndarray:
+    """A group id per photo: connected components of ``similarity > threshold``, or of the
+    extra links in ``also`` (an (n, n) boolean matrix, e.g. near-identical pixels)."""
     sim = similarity(z)
     parent = np.arange(len(z))
 
@@ -126,7 +128,8 @@ def near_duplicate_groups(z: np.ndarray, threshold: float) -> np.ndarray:
             i = parent[i]
         return i
 
-    for i, j in zip(*np.nonzero(np.triu(sim > threshold, k=1)), strict=True):
+    linked = sim > threshold if also is None else (sim > threshold) | also
+    for i, j in zip(*np.nonzero(np.triu(linked, k=1)), strict=True):
         parent[find(int(i))] = find(int(j))
     roots = np.array([find(i) for i in range(len(z))])
     return np.unique(roots, return_inverse=True)[1]

@@ -49,6 +49,11 @@ def test_near_duplicates_are_grouped_by_similarity():
     groups = pb.near_duplicate_groups(z, 0.9)
     assert groups.max() + 1 == 10
     assert (groups[10:] == groups[:3]).all()
+    # an extra link (near-identical pixels) joins photos the embedding keeps apart
+    also = np.zeros((13, 13), bool)
+    also[4, 7] = True
+    linked = pb.near_duplicate_groups(z, 0.9, also)
+    assert linked.max() + 1 == 9 and linked[4] == linked[7] and groups[4] != groups[7]
 
 
 def test_pair_splits_hold_out_photos():
