@@ -238,6 +238,10 @@ class PhotobookReportConfig(dg.Config):
                                     "Test photos offered to the example album (M).")
     album_places: int = param_field("photobook.album.places",
                                     "Places in the example album (N).")
+    split_spread: dict = param_field("photobook.split_spread",
+                                     "Repeated group k-fold of the headline: folds, repeats.")
+    tier_gap: int = param_field("photobook.tier_gap")
+    c_grid: list[float] = param_field("photobook.c_grid")
 
 
 REPORT_STAGE = Stage(__name__, outs=(PhotobookLayout.REPORT,),
@@ -262,9 +266,11 @@ def photobook_report(
 
     layout = _layout(data_root)
     photos, e, _ = _embeddings(data_root)
-    metrics, album, md = build_report(layout, photos, e, data_root.layout().root,
-                                      album_photos=config.album_photos,
-                                      album_places=config.album_places, seed=config.seed)
+    metrics, album, md = build_report(
+        layout, photos, e, data_root.layout().root, album_photos=config.album_photos,
+        album_places=config.album_places, seed=config.seed,
+        pairs=_pairs(context, data_root, photos), spread=config.split_spread,
+        tier_gap=config.tier_gap, c_grid=config.c_grid)
     context.log.info(md)
     learned, bursts = metrics["rater"]["vectors"][LEARNED], metrics["near_duplicates_vs_bursts"]
     return dg.MaterializeResult(metadata={

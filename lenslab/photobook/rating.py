@@ -111,8 +111,10 @@ def similarity(z: np.ndarray) -> np.ndarray:
     return u @ u.T
 
 
-def near_duplicate_groups(z: np.ndarray, threshold: float) -> np.ndarray:
-    """A group id per photo: connected components of ``similarity > threshold``."""
+def near_duplicate_groups(z: np.ndarray, threshold: float,
+                          also: np.ndarray | None = None) -> np.ndarray:
+    """A group id per photo: connected components of ``similarity > threshold``, or of the
+    extra links in ``also`` (an (n, n) boolean matrix, e.g. near-identical pixels)."""
     sim = similarity(z)
     parent = np.arange(len(z))
 
@@ -122,7 +124,8 @@ def near_duplicate_groups(z: np.ndarray, threshold: float) -> np.ndarray:
             i = parent[i]
         return i
 
-    for i, j in zip(*np.nonzero(np.triu(sim > threshold, k=1)), strict=True):
+    linked = sim > threshold if also is None else (sim > threshold) | also
+    for i, j in zip(*np.nonzero(np.triu(linked, k=1)), strict=True):
         parent[find(int(i))] = find(int(j))
     roots = np.array([find(i) for i in range(len(z))])
     return np.unique(roots, return_inverse=True)[1]
@@ -486,6 +489,33 @@ def evaluate_vector(e: np.ndarray, vector: np.ndarray, scale: float, test: Pairs
     return out
 
 
+def split_spread(e: np.ndarray, pairs: Pairs, groups: np.ndarray, tiers: np.ndarray, *,
+                 tier_gap: int, cs: list[float], folds: int, repeats: int,
+                 seed: int) -> dict[str, object]:
+    """The learned vector's accuracy on pairs of two held-out photos over several seeded
+    splits of the near-duplicate groups (repeated group k-fold): each fold's groups are the
+    test photos, the rest are cut into train and validation groups and the vector is refitted
+    there. The spread shows what one split's figure can swing by."""
+    from lenslab.metrics import repeated_group_kfold
+
+    def evaluate(train_mask: np.ndarray, test_mask: np.ndarray) -> float:
+        split = np.where(test_mask, "test", "train").astype(object)
+        rest = np.flatnonzero(train_mask)
+        _, codes = np.unique(groups[rest], return_inverse=True)
+        split[rest] = split_groups(codes, {"train": 0.75, "val": 0.25, "test": 0.0}, seed)
+        by_split = split_pairs(pairs, split, tiers, tier_gap)
+        if len(by_split.train) == 0 or len(by_split.val) == 0:
+            return float("nan")
+        vector = fit_learned_vector(e, by_split.train, by_split.val,
+                                    Standardiser.fit(e[split == "train"]), cs).vector
+        strict = by_split.test.take(by_split.strict_test)
+        return pair_accuracy(differences(e, strict) @ vector, strict.y) if len(strict) else (
+            float("nan"))
+
+    return repeated_group_kfold(groups, evaluate, folds=folds, repeats=repeats, seed=seed,
+                                name="photobook/learned")
+
+
 def burst_agreement(groups: np.ndarray, bursts: np.ndarray) -> dict[str, float]:
     """How the near-duplicate groups match the true bursts, over photo pairs: precision is the
     share of same-group pairs that are one burst, recall the share of same-burst pairs put in
@@ -562,6 +592,15 @@ def report_markdown(metrics: dict, figures: dict[str, str]) -> str:
                   f"({bursts['both']} of {bursts['burst_pairs']} same-burst pairs grouped "
                   f"together); {bursts['groups']} groups for {bursts['bursts']} bursts and "
                   "singles."]
+    spread = metrics.get("split_spread")
+    if spread:
+        lines += ["", "## Over other splits", "",
+                  f"The learned vector refitted on {spread['repeats']} x {spread['folds']}-fold "
+                  f"seeded splits of the {spread['groups']} near-duplicate groups (each fold's "
+                  "groups held out, the rest cut into train and validation): accuracy on pairs "
+                  f"of two held-out photos {spread['mean']:.3f} on average, sd "
+                  f"{spread['sd']:.3f}, from {spread['min']:.3f} to {spread['max']:.3f} "
+                  f"({', '.join(f'{v:.3f}' for v in spread['values'])})."]
     lines += ["", "## Calibration", "",
               f"Learned vector: ECE {learned['ece']:.3f} over {rater['test_pairs']} test pairs; "
               f"a perfectly calibrated predictor would show about "

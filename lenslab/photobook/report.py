@@ -14,18 +14,21 @@ from lenslab.atomic import write_text
 from lenslab.photobook.figures import album_sheet, reliability_diagram
 from lenslab.photobook.rating import (
     LEARNED,
+    Pairs,
     PhotobookLayout,
     Rater,
     burst_agreement,
     ground_truth_rows,
     report_markdown,
+    split_spread,
     vector_cosines,
 )
 from lenslab.seeding import rng
 
 
 def build_report(layout: PhotobookLayout, photos: pd.DataFrame, e: np.ndarray, root: Path, *,
-                 album_photos: int, album_places: int, seed: int
+                 album_photos: int, album_places: int, seed: int, pairs: Pairs,
+                 spread: dict, tier_gap: int, c_grid: list[float]
                  ) -> tuple[dict, pd.DataFrame, str]:
     """Write reports/photobook/; return (metrics, the example album, the markdown)."""
     out = layout.report
@@ -47,8 +50,14 @@ def build_report(layout: PhotobookLayout, photos: pd.DataFrame, e: np.ndarray, r
     album_sheet(album, [root / paths[n] for n in album["photo"]], figures["example album"])
     truth = ground_truth_rows(layout, photos["image_id"])
     bursts = None if truth is None else burst_agreement(groups, truth["burst"].to_numpy())
+    # the headline's spread over seeded group splits (repeated group k-fold), refitted per split
+    spread_figures = split_spread(
+        e, pairs, groups, photos["tier"].fillna(-1).to_numpy(dtype=int), tier_gap=tier_gap,
+        cs=c_grid, folds=spread["folds"], repeats=spread["repeats"],
+        seed=seed) if spread["repeats"] else None
     metrics = {"rater": rater_json, "cosines": vector_cosines(rater.vectors),
-               "near_duplicates_vs_bursts": bursts, "album": album.to_dict(orient="records"),
+               "near_duplicates_vs_bursts": bursts, "split_spread": spread_figures,
+               "album": album.to_dict(orient="records"),
                "album_offered": len(offered), "album_places": album_places}
     md = report_markdown(metrics, {k: v.relative_to(root).as_posix()
                                    for k, v in figures.items()})

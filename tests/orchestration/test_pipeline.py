@@ -58,13 +58,40 @@ def test_catalog_covers_every_source_with_normalised_copies(pipeline_root):
     assert meta["images"].value == len(catalog)
 
 
+MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
+         (b"GIF89a", "GIF"))
+
+
+def sniffed_format(path) -> str:
+    """The container format by its magic bytes, read here without Pillow."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return next((name for magic, name in MAGIC if head.startswith(magic)), "unknown")
+
+
+def assert_oxford_formats_follow_the_bytes(root, catalog: pd.DataFrame) -> None:
+    """Every Oxford image's catalogued format is what its original bytes are (the generator
+    plants a PNG, a GIF and an RGBA PNG behind .jpg names), and its normalised copy is an RGB
+    JPEG that opens."""
+    from PIL import Image
+
+    oxford = catalog[catalog["source"] == "oxford_pets"]
+    sniffed = oxford["original_path"].map(lambda p: sniffed_format(root / p))
+    wrong = oxford["format"] != sniffed
+    assert not wrong.any(), list(zip(oxford["image_id"][wrong], oxford["format"][wrong],
+                                     sniffed[wrong], strict=True))[:5]
+    assert {"PNG", "GIF"} <= set(sniffed) and (oxford["original_path"].str.endswith(".jpg")
+                                                 | ~sniffed.eq("JPEG")).all()
+    for path in oxford.loc[sniffed != "JPEG", "normalised_path"]:
+        with Image.open(root / path) as im:
+            assert (im.format, im.mode) == ("JPEG", "RGB"), path
+
+
 def test_synthetic_oxford_defects_end_in_quarantine_or_are_normalised(pipeline_root):
     root, _, _ = pipeline_root
-    layout = DataLayout(root)
-    catalog = pd.read_parquet(layout.catalog)
-    oxford = catalog[catalog["source"] == "oxford_pets"]
-    # images named .jpg that are really PNG/GIF are recognised by content
-    assert {"JPEG"} < set(oxford["format"])
+    catalog = pd.read_parquet(DataLayout(root).catalog)
+    # images named .jpg that are really PNG/GIF are recognised by content, not by name
+    assert_oxford_formats_follow_the_bytes(root, catalog)
 
 
 def test_rerun_is_idempotent_and_reuses_acquired_data(pipeline_root):

@@ -50,6 +50,11 @@ def test_near_duplicates_are_grouped_by_similarity():
     groups = pb.near_duplicate_groups(z, 0.9)
     assert groups.max() + 1 == 10
     assert (groups[10:] == groups[:3]).all()
+    # an extra link (near-identical pixels) joins photos the embedding keeps apart
+    also = np.zeros((13, 13), bool)
+    also[4, 7] = True
+    linked = pb.near_duplicate_groups(z, 0.9, also)
+    assert linked.max() + 1 == 9 and linked[4] == linked[7] and groups[4] != groups[7]
 
 
 def test_pair_splits_hold_out_photos():
@@ -209,11 +214,13 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     from lenslab.web.photobook import create_app
     from tests.support.one_source import ingest_and_catalog
 
-    resources = ingest_and_catalog(tmp_path, "photo_preferences", 0.5)
+    # the default scale: on pairs of two held-out photos, half of it leaves too few photo
+    # groups for an interval clear of chance, and the blocking check says so
+    resources = ingest_and_catalog(tmp_path, "photo_preferences")
     result = dg.materialize([*photobook_assets, *photobook_checks], resources=resources,
                             raise_on_error=True)
     emb = result.asset_materializations_for_node("image_embeddings")[0].metadata
-    assert emb["encoder"].value == "mobilenet_v2_mlsp" and emb["photos"].value == 125
+    assert emb["encoder"].value == "mobilenet_v2_mlsp" and emb["photos"].value == 250
     checks = result.get_asset_check_evaluations()
     assert {c.check_name for c in checks if c.passed} >= {"photobook_splits_share_no_photo"}
 

@@ -483,3 +483,18 @@ def _cli_on_real_photos(data_root):
                                                             pose.stdout.splitlines())}
     assert people["astronaut.jpg"]["person"] == 0 and people["coffee.png"]["person"] == -1
     assert len(list(masks.glob("*.png"))) == 4
+
+
+def test_intervals_resample_sites_or_say_why_they_resample_folders():
+    from lenslab.pose.figures import MIN_SITES, resampling_units
+
+    def pairs(sites: int) -> pd.DataFrame:
+        names = [f"S{i}" for i in range(sites)]
+        return pd.DataFrame({"site_a": names, "site_b": names[1:] + names[:1],
+                             "pose_a": "p1", "pose_b": "p2"})
+
+    units, unit = resampling_units(pairs(MIN_SITES))
+    assert unit == "site" and units.shape == (MIN_SITES, 2) and units[0].tolist() == ["S0", "S1"]
+    units, unit = resampling_units(pairs(2))
+    assert units[0].tolist() == ["S0::p1", "S1::p2"]
+    assert unit.startswith("Site::Pose folder (only 2 test sites")
