@@ -17,7 +17,7 @@ env:  ## create .venv if missing and install everything (idempotent)
 
 demo: env  ## run the pipeline on the embedded synthetic data: every asset that changed (all, at first)
 	python -m orchestration.launch --changed
-	@python -m orchestration.summary
+	@echo "what the pipeline wrote, and where: python -m orchestration.summary"
 
 test: env  ## the full test suite, slow end-to-end tests included (what CI runs)
 	python -m pytest

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -104,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     if not changed:
         print("nothing changed since the last materialisations: nothing to re-materialise")
         return 0
-    width = max(len(k.to_user_string()) for k in changed)
-    print(f"{len(changed)} assets to materialise:")
-    for key, reason in changed.items():
-        print(f"  {key.to_user_string():<{width}}  {reason}")
-    if args.dry_run:
+    if args.dry_run:  # every asset and why
+        width = max(len(k.to_user_string()) for k in changed)
+        print(f"{len(changed)} assets to materialise:")
+        for key, reason in changed.items():
+            print(f"  {key.to_user_string():<{width}}  {reason}")
         return 0
+    reasons = Counter(changed.values())
+    print(f"{len(changed)} assets to materialise ("
+          + "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common(4))
+          + ("; ..." if len(reasons) > 4 else "") + "); --dry-run lists each")
     if args.in_process:
         return _in_process(list(changed))
     return _dg_launch(" or ".join(f"key:{k.to_user_string()}" for k in changed), len(changed))
