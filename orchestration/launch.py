@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.asset_selection import DagsterInvalidAssetSelectionError
 
-from orchestration.automation import changed_assets
+from orchestration.automation import changed_assets, fail_dead_runs
 
 
 def resolve(selection: str, graph) -> list[dg.AssetKey]:
@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.kit.resources import DataRoot
 
     with dg.DagsterInstance.get() as instance:
+        for run in fail_dead_runs(instance, dry_run=args.dry_run):
+            verb = "would be marked" if args.dry_run else "marked"
+            print(f"run {run.run_id} ({run.status.value}) lost its process: {verb} failed")
         changed = changed_assets(instance, graph, DataRoot().layout().root)
     if not changed:
         print("nothing changed since the last materialisations: nothing to re-materialise")

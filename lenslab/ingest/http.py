@@ -13,6 +13,10 @@ One primitive, ``download_file``, that every source with an ``http`` mode uses:
 * enforces a total deadline per file (the read timeout is per chunk, so a slow drip never trips it)
   and a byte cap;
 * shares a per-host concurrency and rate limit between threads (``HostLimiter``);
+* follows redirects itself (``open_following``), at most ``max_redirects`` hops, taking each
+  hop's host's slot in the limiter, refusing a hop from another host to a loopback, private or
+  link-local address unless the original URL's host is one, and letting the caller vet each hop
+  (robots.txt, X-Robots-Tag on the redirect);
 * logs (Python logging, logger ``lenslab.ingest.http``, which Dagster captures) each download
   started, each retry with its wait, and each download finished (bytes, rate) or failed: the
   progress bar shows only on a terminal.
@@ -26,11 +30,13 @@ import contextlib
 import dataclasses
 import email.utils
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import random
 import re
+import socket
 import sys
 import threading
 import time
@@ -39,7 +45,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tqdm import tqdm
@@ -208,14 +214,108 @@ def shared_limiter(settings: HttpSettings) -> HostLimiter:
 
 
 def make_client(settings: HttpSettings, *, max_connections: int = 100) -> httpx.Client:
-    """A client that identifies itself, follows redirects and uses the configured timeouts."""
+    """A client that identifies itself and uses the configured timeouts. It follows no redirect:
+    ``open_following`` does, checking every hop."""
     return httpx.Client(
         headers={"User-Agent": settings.user_agent},
         timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-        follow_redirects=True,
-        max_redirects=settings.max_redirects,
+        follow_redirects=False,
         limits=httpx.Limits(max_connections=max_connections),
     )
+
+
+# --------------------------------------------------------------------------- redirects
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Called before a hop is followed with (from_url, to_url, hop number); raises to refuse it.
+HopCheck = Callable[[str, str, int], None]
+
+
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (a literal address resolves to itself)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        # What the request itself would meet: a connection error, retried like one.
+        raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def internal_address(address: str) -> bool:
+    """Loopback, private, link-local or unspecified (0.0.0.0 reaches this machine)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1 to the kernel
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+def hop_allowed(origin_addresses: list[str], target_addresses: list[str]) -> bool:
+    """Whether a redirect may lead to a host at ``target_addresses`` when the original URL's host
+    is at ``origin_addresses``: not to an internal address, unless the origin is one itself (a
+    manifest served from this machine or the local network may point within it)."""
+    if not any(internal_address(a) for a in target_addresses):
+        return True
+    return any(internal_address(a) for a in origin_addresses)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return (parts.hostname or ""), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_hop(url: str, current: str, target: str, hop: int, max_redirects: int) -> None:
+    """Refuse hop ``hop`` from ``current`` to ``target`` of a chain that began at ``url``."""
+    where = f"redirect hop {hop} from {current} to {target}"
+    if hop > max_redirects:
+        raise DownloadError(url, f"redirect loop or more than {max_redirects} redirects ({where})")
+    if urlsplit(target).scheme not in ("http", "https") or not urlsplit(target).hostname:
+        raise DownloadError(url, f"{where}: not an http(s) URL")
+    origin_host, target_host = _host_port(url)[0], _host_port(target)[0]
+    if target_host.lower() == origin_host.lower():
+        return
+    if not hop_allowed(resolve_addresses(*_host_port(url)), resolve_addresses(*_host_port(target))):
+        raise DownloadError(
+            url, f"{where}: refused, it leads to a loopback, private or link-local address"
+        )
+
+
+@contextlib.contextmanager
+def open_following(
+    client: httpx.Client,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: httpx.Timeout,
+    limiter: HostLimiter,
+    max_redirects: int,
+    check_hop: HopCheck | None = None,
+    check_response: Callable[[httpx.Response], None] | None = None,
+) -> Iterator[httpx.Response]:
+    """GET ``url`` as a stream, following redirects by hand; yield the final response.
+
+    Each request holds its own host's slot in ``limiter`` (never two at once, so chains between
+    hosts cannot deadlock). Before a hop is followed: the hop count, the scheme and the address
+    rule (``hop_allowed``), then ``check_response`` on the redirect itself and ``check_hop``
+    (both may raise a ``DownloadError``). ``headers`` go with every hop (``Range``/``If-Range``
+    included, so a resumed download resumes at the redirect's target).
+    """
+    current, hop = url, 0
+    while True:
+        with limiter.slot(current), client.stream(
+            "GET", current, headers=dict(headers), timeout=timeout, follow_redirects=False
+        ) as resp:
+            location = resp.headers.get("Location")
+            if resp.status_code not in REDIRECT_STATUSES or not location:
+                yield resp
+                return
+            if check_response is not None:
+                check_response(resp)
+        hop += 1
+        target = urljoin(current, location.strip())
+        _check_hop(url, current, target, hop, max_redirects)
+        if check_hop is not None:
+            check_hop(current, target, hop)
+        current = target
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -391,6 +491,7 @@ class _Job:
     settings: HttpSettings
     deadline: float
     check_headers: Callable[[httpx.Response], None] | None
+    check_hop: HopCheck | None
     progress: bool
     hash_md5: bool
     sync_dir: bool
@@ -438,6 +539,7 @@ def download_file(
     expect: Expect = None,
     limiter: HostLimiter | None = None,
     check_headers: Callable[[httpx.Response], None] | None = None,
+    check_hop: HopCheck | None = None,
     hash_md5: bool = True,
     sync_dir: bool = True,
     log_level: int = logging.INFO,
@@ -445,9 +547,11 @@ def download_file(
     """Download ``url`` to ``dest`` atomically, verified against the pinned hash(es) if given.
 
     ``expect`` ("archive" / "image") rejects a body of another kind (an HTML error page served
-    with 200). ``check_headers`` sees the response before its body is read and may raise a
-    ``DownloadError`` to refuse it. A ``.part`` is kept after transient failures, so a rerun
-    resumes; it is removed after permanent ones. Without a pinned hash an existing ``dest`` is
+    with 200). ``check_headers`` sees the response, and each redirect on the way, before its body
+    is read and may raise a ``DownloadError`` to refuse it; ``check_hop(from_url, to_url, hop)``
+    may refuse a redirect hop the same way (see ``open_following`` for the checks it adds to).
+    A ``.part`` is kept after transient failures, so a rerun resumes; it is removed after
+    permanent ones. Without a pinned hash an existing ``dest`` is
     fetched again. Two calls must not share one ``dest`` at once.
 
     ``hash_md5=False`` skips the MD5 unless one is pinned (``DownloadResult.md5`` is then None).
@@ -473,7 +577,8 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     job = _Job(
         url, dest, sha256, md5, max_bytes if max_bytes is not None else settings.max_bytes,
-        expect, settings, time.monotonic() + settings.deadline_s, check_headers, progress,
+        expect, settings, time.monotonic() + settings.deadline_s, check_headers, check_hop,
+        progress,
         hash_md5, sync_dir, log_level,
     )
     log.log(log_level, "downloading %s to %s", url, dest.name)
@@ -502,8 +607,7 @@ def _with_retries(job: _Job, client: httpx.Client, limiter: HostLimiter) -> Down
     while True:
         attempt += 1
         try:
-            with limiter.slot(job.url):
-                return _attempt(job, client, attempt)
+            return _attempt(job, client, limiter, attempt)
         except _Transient as exc:
             last = exc
         except DownloadError as exc:
@@ -556,7 +660,9 @@ def _resume_point(job: _Job) -> tuple[int, dict[str, Any]]:
     return size, meta
 
 
-def _attempt(job: _Job, client: httpx.Client, attempt: int) -> DownloadResult:
+def _attempt(
+    job: _Job, client: httpx.Client, limiter: HostLimiter, attempt: int
+) -> DownloadResult:
     left = job.left_s()
     if left <= 0:
         raise job.deadline_error("before the request")
@@ -570,14 +676,12 @@ def _attempt(job: _Job, client: httpx.Client, attempt: int) -> DownloadResult:
         min(job.settings.read_timeout_s, left), connect=min(job.settings.connect_timeout_s, left)
     )
     try:
-        with client.stream(
-            "GET", job.url, headers=headers, timeout=timeout, follow_redirects=True
+        with open_following(
+            client, job.url, headers=headers, timeout=timeout, limiter=limiter,
+            max_redirects=job.settings.max_redirects, check_hop=job.check_hop,
+            check_response=job.check_headers,
         ) as resp:
             return _receive(job, resp, offset, meta, attempt)
-    except httpx.TooManyRedirects as exc:
-        raise DownloadError(
-            job.url, f"redirect loop or more than {client.max_redirects} redirects"
-        ) from exc
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise DownloadError(job.url, f"bad URL: {exc}") from exc
     except httpx.TimeoutException as exc:

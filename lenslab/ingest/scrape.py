@@ -9,6 +9,10 @@ No crawling: only the URLs given. Per URL, in this order:
    its response headers are checked *before the body is read*: an ``X-Robots-Tag`` carrying
    ``noai`` or ``noimageai`` (for everyone or for our product token) skips it. ``noindex`` and
    the rest are recorded in ``x_robots_tag`` but do not skip: we do not index anything.
+   Redirects are followed by hand (``open_following``): at most ``max_redirects`` hops, each
+   hop's URL checked against its own host's robots.txt, each redirect response's X-Robots-Tag
+   checked like the final one's, each request counted against its own host's limits, and no hop
+   from another host to a loopback, private or link-local address.
 3. The file is saved as ``dest_root / target_dir(row) / f"{sha256}{ext}"`` with the extension of
    the sniffed content, not of the URL.
 
@@ -55,6 +59,7 @@ from lenslab.ingest.http import (
     fsync_dir,
     human_bytes,
     make_client,
+    open_following,
 )
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,10 @@ CHECKPOINT_EVERY_S = 30.0
 
 class OptOutError(DownloadError):
     """The publisher opted out of AI use with an X-Robots-Tag header."""
+
+
+class RobotsRefusal(DownloadError):
+    """A redirect led to a URL that its host's robots.txt disallows."""
 
 
 def ua_token(user_agent: str) -> str:
@@ -146,9 +155,9 @@ class RobotsPolicy:
         settings = self.settings
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
         try:
-            with self.limiter.slot(robots_url), self.client.stream(
-                "GET", robots_url, timeout=timeout, follow_redirects=True,
-                headers={"User-Agent": self.settings.user_agent},
+            with open_following(
+                self.client, robots_url, headers={"User-Agent": self.settings.user_agent},
+                timeout=timeout, limiter=self.limiter, max_redirects=settings.max_redirects,
             ) as resp:
                 code = resp.status_code
                 if code == 429 or code >= 500:
@@ -163,8 +172,10 @@ class RobotsPolicy:
                         break
                     if time.monotonic() > give_up_at:  # a slow drip counts as unreachable
                         return None
-        except httpx.HTTPError:
-            return None  # unreachable robots.txt: allowed (the image fetch will tell)
+        except (httpx.HTTPError, DownloadError):
+            # unreachable robots.txt (or a redirect refused): allowed, as "no robots.txt"; a
+            # refused hop can't reach an internal address this way, the image fetch will tell
+            return None
         rules = Protego.parse(bytes(body[:ROBOTS_MAX_BYTES]).decode("utf-8", errors="replace"))
         delay = rules.crawl_delay(self.token)
         if delay:
@@ -214,17 +225,23 @@ def _fetch_one(
             reason = f"X-Robots-Tag opts out: {', '.join(sorted(opted_out))}"
             raise OptOutError(url, reason, status=resp.status_code)
 
+    def check_hop(current: str, target: str, hop: int) -> None:
+        reason = robots.disallowed(target)
+        if reason:
+            raise RobotsRefusal(url, f"redirect hop {hop} to {target}: {reason}")
+
     try:
         # No MD5 (nothing pins one) and no folder fsync: the file is renamed once more below,
         # and scrape_manifest syncs each folder once before a status row vouches for it.
         result = download_file(
             url, tmp, settings=settings, client=client, progress=False,
             max_bytes=settings.max_image_bytes, expect="image", limiter=limiter,
-            check_headers=check_headers, hash_md5=False, sync_dir=False,
+            check_headers=check_headers, check_hop=check_hop, hash_md5=False, sync_dir=False,
             log_level=logging.DEBUG,  # one line per image would drown the run's log
         )
     except DownloadError as exc:
-        status = SKIPPED_X_ROBOTS if isinstance(exc, OptOutError) else FAILED
+        status = (SKIPPED_X_ROBOTS if isinstance(exc, OptOutError)
+                  else SKIPPED_ROBOTS if isinstance(exc, RobotsRefusal) else FAILED)
         return {
             **record, **seen, "status": status, "reason": exc.reason,
             "http_status": exc.status, "attempts": exc.attempts,

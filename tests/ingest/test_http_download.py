@@ -21,6 +21,7 @@ from lenslab.ingest.http import (
     HostLimiter,
     HttpSettings,
     download_file,
+    hop_allowed,
     parse_retry_after,
 )
 from lenslab.params import load_params
@@ -191,6 +192,68 @@ def test_redirect_loop_is_a_clear_error(fault_server, settings, tmp_path):
         download_file(url, tmp_path / "loop", settings=settings)
     assert url in str(err.value)
     assert fault_server.count("/loop") == settings.max_redirects + 1  # one chain, not retried
+
+
+def test_a_redirect_chain_longer_than_max_redirects_is_refused_with_the_hop_named(
+        fault_server, settings, tmp_path):
+    settings = dataclasses.replace(settings, max_redirects=3)
+    for i in range(5):  # /r0 -> /r1 -> ... -> /r4 -> /end: five hops
+        fault_server.add(f"/r{i}", redirect_to=f"/r{i + 1}" if i < 4 else "/end")
+    fault_server.add("/end", BODY)
+    url = fault_server.url("/r0")
+    with pytest.raises(DownloadError, match="hop 4") as err:
+        download_file(url, tmp_path / "far", settings=settings)
+    assert url in str(err.value) and "more than 3 redirects" in str(err.value)
+    assert fault_server.count("/r4") == 0 and fault_server.count("/end") == 0
+    # Exactly max_redirects hops are followed.
+    result = download_file(fault_server.url("/r2"), tmp_path / "near", sha256=SHA,
+                           settings=settings)
+    assert result.final_url.endswith("/end")
+
+
+def test_hop_allowed_keeps_redirects_away_from_internal_addresses():
+    public, other_public = ["93.184.216.34"], ["2606:2800:220:1:248:1893:25c8:1946"]
+    assert hop_allowed(public, other_public)
+    for internal in (["127.0.0.1"], ["10.1.2.3"], ["192.168.0.7"], ["172.16.5.5"],
+                     ["169.254.169.254"], ["::1"], ["fe80::1"], ["fd00::5"],
+                     ["::ffff:127.0.0.1"], ["0.0.0.0"], ["93.184.216.35", "127.0.0.1"]):
+        assert not hop_allowed(public, internal), internal
+        # A manifest that already lives on such an address may redirect within them.
+        assert hop_allowed(["127.0.0.1"], internal), internal
+    assert hop_allowed(["10.0.0.2"], public)
+
+
+def test_a_redirect_from_a_public_host_to_loopback_is_refused(
+        fault_server, settings, tmp_path, monkeypatch):
+    import lenslab.ingest.http as http
+
+    real = http.resolve_addresses
+
+    def resolve(host: str, port: int) -> list[str]:  # "localhost" plays a public host
+        return ["93.184.216.34"] if host == "localhost" else real(host, port)
+
+    monkeypatch.setattr(http, "resolve_addresses", resolve)
+    fault_server.add("/secret", BODY)
+    fault_server.add("/hop", redirect_to=fault_server.url("/secret"))  # to 127.0.0.1
+    url = fault_server.url("/hop").replace("127.0.0.1", "localhost")
+    with pytest.raises(DownloadError, match="hop 1") as err:
+        download_file(url, tmp_path / "f", settings=settings)
+    assert url in str(err.value) and "loopback, private or link-local" in str(err.value)
+    assert fault_server.count("/secret") == 0 and fault_server.count("/hop") == 1
+
+
+def test_a_download_resumes_after_a_cross_host_redirect(fault_server, settings, tmp_path):
+    # 127.0.0.1 and localhost are two hosts to the client; both are loopback, as is the origin.
+    fault_server.add("/big", BODY, faults=[Drop(after=150_000)])
+    url = fault_server.add("/old", redirect_to=fault_server.url("/big").replace(
+        "127.0.0.1", "localhost"))
+    result = download_file(url, tmp_path / "big", sha256=SHA, settings=settings)
+    first, second = fault_server.hits("/big")
+    assert "range" not in first.headers and first.headers["host"].startswith("localhost")
+    assert second.headers["range"].startswith("bytes=") and second.headers["range"] != "bytes=0-"
+    assert second.headers["if-range"] == result.etag
+    assert result.resumed and result.final_url.startswith("http://localhost")
+    assert (tmp_path / "big").read_bytes() == BODY
 
 
 @pytest.mark.parametrize("expect", ["archive", "image"])

@@ -15,7 +15,7 @@ from PIL import Image
 
 from lenslab.ingest.http import HttpSettings
 from lenslab.ingest.scrape import scrape_manifest, x_robots_directives
-from tests.support import Delay, Drop, Status
+from tests.support import Delay, Drop, FaultServer, Status
 from tests.support.settings import fast_http_settings
 
 pytestmark = pytest.mark.timeout(30)
@@ -143,6 +143,38 @@ def test_x_robots_tag_is_checked_before_the_body_is_read(fault_server, settings,
     start = time.monotonic()
     rows = by_url(scrape(manifest_of([url]), tmp_path, settings))
     assert rows[url]["status"] == "skipped_x_robots" and time.monotonic() - start < 2
+
+
+def test_robots_txt_of_a_redirect_target_is_honoured(fault_server, settings, tmp_path):
+    with FaultServer() as other:  # another port: another host for robots.txt and the limits
+        other.robots("User-agent: *\nDisallow: /private/\n")
+        target = other.add("/private/a.jpg", image_bytes(1))
+        url = fault_server.add("/a.jpg", redirect_to=target)
+        rows = by_url(scrape(manifest_of([url]), tmp_path, settings))
+        assert rows[url]["status"] == "skipped_robots"
+        assert "hop 1" in rows[url]["reason"] and target in rows[url]["reason"]
+        assert other.count("/private/a.jpg") == 0 and other.count("/robots.txt") == 1
+
+
+def test_x_robots_tag_on_a_redirect_is_honoured(fault_server, settings, tmp_path):
+    target = fault_server.add("/b.jpg", image_bytes(1))
+    url = fault_server.add("/a.jpg", faults=[
+        Status(302, headers={"Location": target, "X-Robots-Tag": "noai"})])
+    rows = by_url(scrape(manifest_of([url]), tmp_path, settings))
+    assert rows[url]["status"] == "skipped_x_robots" and "noai" in rows[url]["reason"]
+    assert fault_server.count("/b.jpg") == 0
+
+
+def test_per_host_limits_apply_to_the_redirect_target(fault_server, settings, tmp_path):
+    settings = dataclasses.replace(settings, per_host_concurrency=1)
+    with FaultServer() as a, FaultServer() as b, FaultServer() as c:
+        urls = []
+        for i, origin in enumerate((a, b, c)):
+            target = fault_server.add(f"/{i}.jpg", image_bytes(i), faults=[Delay(0.3)])
+            urls.append(origin.add(f"/{i}.jpg", redirect_to=target))
+        status = scrape(manifest_of(urls), tmp_path, settings)
+    assert set(status["status"]) == {"ok"}
+    assert fault_server.max_in_flight == 1  # three origins, one connection to the target
 
 
 def test_x_robots_directives_parsing():
