@@ -144,6 +144,7 @@ def master_vectors(
         annotated_pairs,
         fit_learned_vector,
         near_duplicate_groups,
+        scene_groups,
         seed_ranksvm,
         split_groups,
         split_pairs,
@@ -155,6 +156,7 @@ def master_vectors(
     fractions = {"train": config.train, "val": config.val, "test": config.test}
     # near-duplicates are found with train-free statistics (all photos), only to group them
     groups = near_duplicate_groups(Standardiser.fit(e)(e), config.duplicate_threshold)
+    groups = scene_groups(groups, photos.get("scene"))  # the user's scenes.csv, if any
     split = split_groups(groups, fractions, config.seed)
     train_photos = np.flatnonzero(split == "train")
     standardiser = Standardiser.fit(e[train_photos])
