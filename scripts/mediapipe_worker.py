@@ -40,6 +40,15 @@ def person(result, width: int, height: int) -> dict | None:
     return {"keypoints": kps, "score": float(np.mean([k[2] for k in kps])), "bbox": bbox}
 
 
+def _rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB as lenslab.images.to_rgb makes it (this environment cannot import lenslab):
+    16- and 32-bit grey is scaled to 0..255, where Pillow's own conversion clips it to white."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-complexity", type=int, default=1, choices=(0, 1, 2))
@@ -52,7 +61,7 @@ def main() -> None:
             path = json.loads(line)
             try:
                 with Image.open(path) as im:
-                    image = im.convert("RGB")
+                    image = _rgb(im)
             except OSError as exc:
                 print(json.dumps({"error": f"unreadable image: {exc}"}), flush=True)
                 continue
