@@ -313,6 +313,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded photo as the catalog normalises it, at its own size: 8-bit RGB (:func:`to_rgb`)
+    with its EXIF orientation applied, so a phone photo stored sideways is upright."""
+    orientation = _orientation(image)
+    pixels = to_rgb(image)
+    return pixels.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else pixels
+
+
 def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """``size`` shrunk so the longest side is at most ``max_side`` (never enlarged)."""
     width, height = size

@@ -62,15 +62,16 @@ class Inputs:
         """(path, RGB image) of each of ``paths`` that decodes; the others are rejected."""
         from PIL import Image, UnidentifiedImageError
 
-        from lenslab.images import to_rgb
+        from lenslab.images import upright_rgb
 
         images = []
         for path in paths:
             try:
                 with Image.open(path) as im:
                     im.load()
-                    # as the catalog reads it: 16-bit grey scaled, not clipped to white
-                    images.append((path, to_rgb(im).convert("RGB")))
+                    # as the catalog reads it: 16-bit grey scaled (not clipped to white), a
+                    # phone photo's EXIF orientation applied
+                    images.append((path, upright_rgb(im).convert("RGB")))
             except UnidentifiedImageError:
                 self.rejected.append((str(path), "not an image"))
             except (OSError, ValueError, Image.DecompressionBombError) as err:
