@@ -132,7 +132,8 @@ def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                name: str | Path | None = None,
                check_size: Callable[[int, int], None] | None = None,
                max_side: int | None = None) -> Image.Image:
-    """A fully decoded 8-bit RGB image from a file or bytes, or a DataError saying why not.
+    """A fully decoded 8-bit RGB image, upright (EXIF orientation applied, as the catalog
+    normalises it), from a file or bytes, or a DataError saying why not.
 
     The one way every entry point (catalog, ``lenslab`` commands, the web page) opens a photo:
     the same format allow-list (so no other decoder, Ghostscript included, ever runs), the same
@@ -155,6 +156,9 @@ def open_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         rgb = to_rgb(_decode(where, image, data, max_side=max_side))
         if rgb.size != size:
             rgb = rgb.resize(size, RESAMPLE, reducing_gap=3.0)
+        orientation = _orientation(image)  # a phone photo stored sideways comes out upright
+        if orientation in _UPRIGHT:
+            rgb = rgb.transpose(_UPRIGHT[orientation])
     # RGBX (Pillow's 4-byte RGB, how JPEGs decode) becomes plain RGB for numpy and the models
     return rgb if rgb.mode == "RGB" else rgb.convert("RGB")
 
@@ -350,6 +354,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
         grey = np.clip(np.asarray(image, dtype=np.float64), 0, 255) + 0.5
         return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
     return image.convert("RGB")
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded photo as the catalog normalises it, at its own size: 8-bit RGB (:func:`to_rgb`)
+    with its EXIF orientation applied, so a phone photo stored sideways is upright."""
+    orientation = _orientation(image)
+    pixels = to_rgb(image)
+    return pixels.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else pixels
 
 
 def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -10,12 +10,13 @@ NumPy 1.x).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
 import mediapipe as mp
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 # BlazePose landmark index of each COCO-17 keypoint (nose, eyes, ears, shoulders, elbows,
 # wrists, hips, knees, ankles; BlazePose's eye centres stand in for COCO's eyes).
@@ -40,6 +41,19 @@ def person(result, width: int, height: int) -> dict | None:
     return {"keypoints": kps, "score": float(np.mean([k[2] for k in kps])), "bbox": bbox}
 
 
+def _rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, upright, as lenslab.images.upright_rgb makes it (this environment cannot import
+    lenslab): EXIF orientation applied (a phone photo stored sideways), 16- and 32-bit grey
+    scaled to 0..255 where Pillow's own conversion clips it to white."""
+    # malformed EXIF must not reject a good photo: it is then taken as upright
+    with contextlib.suppress(Exception):
+        image = ImageOps.exif_transpose(image)
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-complexity", type=int, default=1, choices=(0, 1, 2))
@@ -52,7 +66,7 @@ def main() -> None:
             path = json.loads(line)
             try:
                 with Image.open(path) as im:
-                    image = im.convert("RGB")
+                    image = _rgb(im)
             except OSError as exc:
                 print(json.dumps({"error": f"unreadable image: {exc}"}), flush=True)
                 continue

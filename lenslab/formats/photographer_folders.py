@@ -8,7 +8,9 @@ The folder names are the labels: every image under a photographer folder is a re
     base          the file's stem: FiveK's five experts each retouched the same 5,000 raws and an
                   export keeps the raw's name, so one stem across folders is one scene under
                   several photographers' edits (identification is then tested on scenes that no
-                  training photo shows)
+                  training photo shows); a ``scenes.csv`` beside the photographer folders
+                  (``file,scene``, paths such as ``expert_A/a0001.jpg`` or glob patterns, see
+                  lenslab.formats.scenes) names the scene where file names do not
 
 Image ids are ``photographer_folders:<photographer>/<path inside it>``. Photos may sit in
 sub-folders of a photographer folder (an export by month, say); they still belong to it.
@@ -25,11 +27,13 @@ from pathlib import Path
 
 from lenslab.errors import DataError
 from lenslab.formats import reading
+from lenslab.formats.scenes import SCENES_FILE, read_scenes
 from lenslab.records import ParseResult
 
 SOURCE = "photographer_folders"
-# every folder is a photographer; a zip of the export is taken when the path names it
-DISTRIBUTION = reading.Distribution(any_folder=True)
+# every folder is a photographer (and scenes.csv); a zip of the export is taken when the path
+# names it
+DISTRIBUTION = reading.Distribution(files=(SCENES_FILE,), any_folder=True)
 RECORD_DTYPES = {"image_id": "str", "source": "str", "path": "str", "split": "str",
                  "photographer": "str", "base": "str"}
 
@@ -57,9 +61,11 @@ def parse(extracted: Path, data_root: Path) -> ParseResult:
     if not extracted.is_dir():
         raise DataError(extracted, "missing photographer folders")
     root = find_root(extracted)
+    scenes, rejected = read_scenes(root, data_root)
     rows: list[dict] = []
-    rejected: list[reading.Rejected] = []
     for entry in _visible(root):
+        if entry.is_file() and entry.name == SCENES_FILE:
+            continue
         if entry.is_file():
             label = reading.relative_posix(entry, data_root)
             rejected.append((label, None, "not inside a photographer folder "
@@ -71,11 +77,13 @@ def parse(extracted: Path, data_root: Path) -> ParseResult:
             rejected.append((reading.relative_posix(entry, data_root), None,
                              "photographer folder without photos"))
         for path in files:
+            inner = path.relative_to(root).as_posix()
             rows.append({
-                "image_id": reading.image_id(SOURCE, path.relative_to(root).as_posix()),
-                "source": SOURCE, "path": reading.relative_posix(path, data_root), "split": None,
-                "photographer": entry.name, "base": path.stem,
+                "image_id": reading.image_id(SOURCE, inner), "source": SOURCE,
+                "path": reading.relative_posix(path, data_root), "split": None,
+                "photographer": entry.name, "base": scenes.scene_of(inner) or path.stem,
             })
+    rejected += scenes.unused()
     if not rows:
         raise DataError(root, "no photos in <photographer>/ folders")
     return ParseResult(records=reading.frame(rows, RECORD_DTYPES),

@@ -32,6 +32,7 @@ SOURCE = "photo_preferences"
 SPLITS = ("train", "val", "test")
 LEARNED = "learned"
 TIER_LABEL = "tier"
+SCENE_LABEL = "scene"  # the user's scenes.csv (lenslab.formats.scenes)
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,16 @@ class PhotobookLayout:
 
 
 def photo_rows(catalog: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
-    """Distinct catalog images of ``sources`` (image_id, sha256, normalised_path, source, tier)."""
+    """Distinct catalog images of ``sources`` (image_id, sha256, normalised_path, source, tier,
+    scene: the user's scenes.csv, null where it says nothing)."""
     rows = catalog[catalog["source"].isin(sources) & catalog["duplicate_of"].isna()]
     if rows.empty:
         raise ValueError(f"the catalog holds no images of {sources}")
     out = rows[["image_id", "sha256", "normalised_path", "source"]].copy()
     tiers = [json.loads(x).get(TIER_LABEL) if x else None for x in rows["labels"]]
     out[TIER_LABEL] = pd.array(tiers, dtype="Int64")
+    out[SCENE_LABEL] = pd.array([json.loads(x).get(SCENE_LABEL) if x else None
+                                 for x in rows["labels"]], dtype="str")
     return out.sort_values("image_id").reset_index(drop=True)
 
 
@@ -128,6 +132,28 @@ def near_duplicate_groups(z: np.ndarray, threshold: float,
     for i, j in zip(*np.nonzero(np.triu(linked, k=1)), strict=True):
         parent[find(int(i))] = find(int(j))
     roots = np.array([find(i) for i in range(len(z))])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def scene_groups(groups: np.ndarray, scenes: pd.Series | None) -> np.ndarray:
+    """``groups`` merged where photos share a scene (connected components of "same group or
+    same scene"): a damaged copy or a crop the embedding does not call a near-duplicate still
+    goes to its scene's split. Photos without a scene keep their group."""
+    if scenes is None or scenes.isna().all():
+        return groups
+    parent = np.arange(groups.max() + 1)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for members in pd.Series(groups).groupby(scenes.to_numpy(), dropna=True):
+        first, *rest = members[1].unique()
+        for g in rest:
+            parent[find(int(g))] = find(int(first))
+    roots = np.array([find(int(g)) for g in groups])
     return np.unique(roots, return_inverse=True)[1]
 
 

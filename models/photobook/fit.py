@@ -18,6 +18,7 @@ from lenslab.photobook.rating import (
     PhotobookLayout,
     fit_learned_vector,
     near_duplicate_groups,
+    scene_groups,
     seed_ranksvm,
     split_groups,
     split_pairs,
@@ -82,6 +83,7 @@ def fit_master_vectors(layout: PhotobookLayout, photos: pd.DataFrame, e: np.ndar
     prints = fingerprints([layout.root / p for p in photos["normalised_path"]])
     close = hamming(prints["dhash"].to_numpy(dtype=np.uint64)) <= NEAR_DUPLICATE_BITS
     groups = near_duplicate_groups(Standardiser.fit(e)(e), settings.duplicate_threshold, close)
+    groups = scene_groups(groups, photos.get("scene"))  # the user's scenes.csv, if any
     split = split_groups(groups, fractions, settings.seed)
     train_photos = np.flatnonzero(split == "train")
     standardiser = Standardiser.fit(e[train_photos])
