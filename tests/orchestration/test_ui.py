@@ -20,7 +20,7 @@ from tests.support.browser import SCREENSHOTS, free_port
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = SCREENSHOTS
-GROUPS = ("ingestion", "catalog", "features", "models", "selfie", "photobook", "reports")
+GROUPS = ("ingestion", "catalog", "style", "selfie", "photobook", "pose", "aesthetics", "reports")
 NODES = "{ assetNodes { assetKey { path } groupName } }"
 LOCATION = ("{ repositoriesOrError { ... on RepositoryConnection {"
             " nodes { name location { name } } } } }")

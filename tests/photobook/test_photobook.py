@@ -330,3 +330,19 @@ def _cli_on_real_photos(data_root, checks):
     assert len(p) == 2 and sum(p) == pytest.approx(1, abs=1e-3)
     broken = run("compare", photos / "chelsea.jpg", bad.corrupt)
     assert broken.exit_code == 1 and f"{bad.corrupt}: unreadable image" in broken.stderr
+
+
+def test_the_rater_check_blocks_only_a_rater_no_better_than_chance_or_clearly_worse():
+    from assets.photobook import _learned_problems
+
+    head = pb.HEADLINE
+
+    def v(value, ci, seed):
+        return {"learned": {head: {"value": value, "ci95": ci}},
+                "seed_ranksvm": {head: {"value": seed, "ci95": ci}}}
+
+    assert _learned_problems(v(0.8, (0.7, 0.9), 0.6)) == ([], False)
+    problems, blocking = _learned_problems(v(0.62, (0.45, 0.78), 0.55))  # small data
+    assert problems == ["learned CI touches 0.5"] and not blocking  # not promoted, warns
+    assert _learned_problems(v(0.49, (0.35, 0.62), 0.45))[1]  # no better than chance
+    assert _learned_problems(v(0.6, (0.52, 0.66), 0.8))[1]  # clearly below the baseline
