@@ -312,11 +312,11 @@ def photobook_splits_share_no_photo(data_root: DataRoot) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=photobook_rater, blocking=True,
                 description="The learned master vector beats the seed's RankSVM baseline on "
-                "held-out pairs and its interval lies above chance (0.5); otherwise it is not "
-                "promoted. Blocks downstream (ERROR) when the learned vector is no better than "
-                "chance (its figure at or under 0.5) or clearly below the baseline (its whole "
-                "interval under the baseline's figure); an interval that reaches chance, as on "
-                "small data, only warns.")
+                "pairs of two held-out photos and its interval (over near-duplicate groups) "
+                "lies above chance (0.5). Blocks downstream (ERROR) when the learned vector "
+                "scores at or below chance or clearly below the baseline (its whole interval "
+                "under the baseline's figure); an interval that only reaches chance, as with "
+                "few held-out photos, warns, and the rater is not promoted.")
 def photobook_learned_beats_baseline(data_root: DataRoot) -> dg.AssetCheckResult:
     from lenslab.photobook.rating import HEADLINE
 

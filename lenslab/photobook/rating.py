@@ -157,6 +157,16 @@ def scene_groups(groups: np.ndarray, scenes: pd.Series | None) -> np.ndarray:
     return np.unique(roots, return_inverse=True)[1]
 
 
+def pixel_near_duplicates(root: Path, paths: pd.Series) -> np.ndarray:
+    """(n, n) True where two image files have near-identical pixels (difference hashes within
+    lenslab.split_audit's bound): burst frames the embedding threshold can miss (the split
+    audit found one straddling train and test at scale 0.3)."""
+    from lenslab.split_audit import NEAR_DUPLICATE_BITS, fingerprints, hamming
+
+    prints = fingerprints([root / p for p in paths])
+    return hamming(prints["dhash"].to_numpy(dtype=np.uint64)) <= NEAR_DUPLICATE_BITS
+
+
 def split_groups(groups: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
     """A split per photo; whole groups are shuffled (seeded) and cut by photo count."""
     total = sum(fractions[s] for s in SPLITS)

@@ -18,6 +18,7 @@ from lenslab.photobook.rating import (
     PhotobookLayout,
     fit_learned_vector,
     near_duplicate_groups,
+    pixel_near_duplicates,
     scene_groups,
     seed_ranksvm,
     split_groups,
@@ -74,15 +75,13 @@ def _prompt_vectors(info: dict, settings: VectorSettings, device: torch.device
 def fit_master_vectors(layout: PhotobookLayout, photos: pd.DataFrame, e: np.ndarray, info: dict,
                        pairs: Pairs, settings: VectorSettings, device: torch.device) -> VectorsFit:
     """Split, fit and write vectors.npz, master_vectors.json and the photo split."""
-    from lenslab.split_audit import NEAR_DUPLICATE_BITS, fingerprints, hamming
-
     fractions = {"train": settings.train, "val": settings.val, "test": settings.test}
     # near-duplicates are found with train-free statistics (all photos), only to group them:
     # by embedding similarity, or by near-identical pixels, which catches burst frames the
     # embedding threshold misses (the split audit found one straddling train and test)
-    prints = fingerprints([layout.root / p for p in photos["normalised_path"]])
-    close = hamming(prints["dhash"].to_numpy(dtype=np.uint64)) <= NEAR_DUPLICATE_BITS
-    groups = near_duplicate_groups(Standardiser.fit(e)(e), settings.duplicate_threshold, close)
+    groups = near_duplicate_groups(
+        Standardiser.fit(e)(e), settings.duplicate_threshold,
+        pixel_near_duplicates(layout.root, photos["normalised_path"]))
     groups = scene_groups(groups, photos.get("scene"))  # the user's scenes.csv, if any
     split = split_groups(groups, fractions, settings.seed)
     train_photos = np.flatnonzero(split == "train")

@@ -215,7 +215,7 @@ def test_photobook_pipeline_rates_held_out_pairs_and_serves_the_rater(tmp_path):
     from tests.support.one_source import ingest_and_catalog
 
     # the default scale: on pairs of two held-out photos, half of it leaves too few photo
-    # groups for an interval clear of chance, and the blocking check says so
+    # groups for an interval clear of chance (the check fails, the rater is not promoted)
     resources = ingest_and_catalog(tmp_path, "photo_preferences")
     result = dg.materialize([*photobook_assets, *photobook_checks], resources=resources,
                             raise_on_error=True)
