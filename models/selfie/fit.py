@@ -81,6 +81,7 @@ def fit_selfie(layout: SelfieLayout, settings: SelfieSettings, seeds: dict[str, 
         return model
 
     s = settings
+    torch.manual_seed(seeds["head"])  # the head's initial weights: seeded, so reruns agree
     head = fit("head", TransferHead(features.shape[1], s.head_hidden), features,
                TrainSettings(s.head_epochs, s.head_lr, s.batch_size, seeds["head"]))
     # fine-tuning starts from the trained head (train the head first, then the trunk)

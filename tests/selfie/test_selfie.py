@@ -263,3 +263,41 @@ def test_selfie_pipeline_materialises_and_reuses_cached_features(tmp_path):
         expected = M.predict_images([im], served.trunk, served.head,
                                     card["architecture"]["image_size"], CPU)[0]
     assert row["p_good"] == pytest.approx(float(expected), abs=1e-3)
+
+
+def test_the_selfie_classifiers_train_the_same_twice(tmp_path):
+    """Every random draw is seeded: two fits of the same data give the same weights."""
+    from lenslab.selfie.labels import SelfieLayout
+    from models.selfie.fit import SelfieSettings, fit_selfie
+
+    rng = np.random.default_rng(0)
+    layout = SelfieLayout(tmp_path)
+    n, dim = 24, 1280  # the MobileNetV2 trunk's width: the fine-tuned model reuses the head
+    paths = []
+    for i in range(n):
+        path = tmp_path / "img" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+        paths.append(f"img/{i}.png")
+    labels = pd.DataFrame({"image_id": [str(i) for i in range(n)],
+                           "sha256": [f"{i:064d}" for i in range(n)], "normalised_path": paths,
+                           "label": [i % 2 for i in range(n)],
+                           "split": ["train"] * 12 + ["val"] * 6 + ["test"] * 6})
+    layout.labels.parent.mkdir(parents=True, exist_ok=True)
+    labels.to_parquet(layout.labels)
+    cache = pd.DataFrame({"sha256": labels["sha256"], "backbone": "mobilenet_v2", "image_size": 32,
+                          "features": list(rng.normal(size=(n, dim)).astype(np.float32))})
+    layout.features.parent.mkdir(parents=True, exist_ok=True)
+    cache.to_parquet(layout.features)
+    settings = SelfieSettings(backbone="mobilenet_v2", image_size=32, batch_size=8,
+                              head_hidden=16, head_lr=1e-2, head_epochs=2, finetune_size=32,
+                              finetune_epochs=1, finetune_lr=1e-4, finetune_frozen_stages=17,
+                              scratch_size=32, scratch_epochs=1, scratch_lr=1e-3)
+    seeds = {"head": 1, "finetune": 2, "scratch": 3}
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(12345 + len(weights))  # a different global state before each fit
+        fit_selfie(layout, settings, seeds, torch.device("cpu"), log=lambda _: None)
+        weights.append(torch.load(layout.models / "head.pt", weights_only=True))
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
