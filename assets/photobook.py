@@ -313,10 +313,9 @@ def photobook_splits_share_no_photo(data_root: DataRoot) -> dg.AssetCheckResult:
 @dg.asset_check(asset=photobook_rater, blocking=True,
                 description="The learned master vector beats the seed's RankSVM baseline on "
                 "pairs of two held-out photos and its interval (over near-duplicate groups) "
-                "lies above chance (0.5). Blocks downstream (ERROR) when the learned vector "
-                "scores at or below chance or clearly below the baseline (its whole interval "
-                "under the baseline's figure); an interval that only reaches chance, as with "
-                "few held-out photos, warns, and the rater is not promoted.")
+                "lies above chance (0.5); otherwise the rater is not promoted and the check "
+                "warns, so the report still shows why. It blocks downstream (ERROR) only when "
+                "the learned vector scores at or below chance.")
 def photobook_learned_beats_baseline(data_root: DataRoot) -> dg.AssetCheckResult:
     from lenslab.photobook.rating import HEADLINE
 
@@ -337,10 +336,9 @@ def _learned_problems(vectors: dict) -> tuple[list[str], bool]:
 
     learned, seed = vectors["learned"][HEADLINE], vectors["seed_ranksvm"][HEADLINE]
     touches_chance = learned["ci95"][0] <= 0.5
-    clearly_below = learned["ci95"][1] < seed["value"]
     problems = ([] if learned["value"] > seed["value"] else ["learned ≤ seed RankSVM"]) + (
         ["learned CI touches 0.5"] if touches_chance else [])
-    return problems, learned["value"] <= 0.5 or clearly_below
+    return problems, learned["value"] <= 0.5
 
 
 def _register(context: dg.AssetExecutionContext, data_root: DataRoot, rater_json: dict,
