@@ -92,7 +92,7 @@ def test_every_asset_materialises_and_every_check_runs(real_run):
     checks = _checks(real_run)
     assert {c.check_key.name for c in all_checks} <= set(checks)
     contracts = [n for n in checks if n.startswith("catalog_")] + [
-        "landmark_pairs_no_image_in_two_splits", "photobook_splits_are_disjoint",
+        "landmark_pairs_share_no_image", "photobook_splits_share_no_photo",
         "selfie_splits_have_both_classes"]
     assert all(checks[n].passed for n in contracts), {n: checks[n].description
                                                       for n in contracts}
