@@ -17,6 +17,7 @@ import yaml
 
 from lenslab.params import REPO_ROOT
 from orchestration.kit.stages import stage_of
+from orchestration.launch import launch_command
 
 DVC_FILE = REPO_ROOT / "dvc.yaml"
 DATA_DIR = "data"
@@ -44,7 +45,8 @@ def build_dvc_pipeline(defs: dg.Definitions) -> dict:
                 upstream_outs += [f"{DATA_DIR}/{o}" for o in parent_stage.outs]
         name = key.to_user_string().replace("/", "__")
         stages[name] = {
-            "cmd": f"dg launch --assets {key.to_user_string()}",
+            # one process that loads the definitions once and records the run in $DAGSTER_HOME
+            "cmd": launch_command(key.to_user_string()),
             "deps": [*stage.all_code(), *upstream_outs],
             **({"params": list(stage.params)} if stage.params else {}),
             "outs": [{f"{DATA_DIR}/{o}": {"persist": True}} if o in stage.persist

@@ -42,6 +42,11 @@ def resolve(selection: str, graph) -> list[dg.AssetKey]:
     return sorted(keys, key=lambda k: k.to_user_string())
 
 
+def launch_command(asset: str) -> str:
+    """The shell command that materialises one asset in one process (a dvc.yaml stage's cmd)."""
+    return f"python -m orchestration.launch --assets key:{asset} --in-process"
+
+
 def _dg_launch(selection: str, expected: int) -> int:
     """`dg launch` with its event log in a file under $DAGSTER_HOME/logs, a line per asset here."""
     from orchestration.progress import follow
@@ -57,8 +62,11 @@ def _in_process(keys: list[dg.AssetKey]) -> int:
 
     job = defs.resolve_job_def("pipeline")
     with dg.DagsterInstance.get() as instance:
+        # INFO and up on the console: Dagster's DEBUG step events are in the instance's event log
         result = job.execute_in_process(instance=instance, asset_selection=keys,
-                                        raise_on_error=False,
+                                        raise_on_error=False, run_config={
+                                            "loggers": {"console": {"config": {
+                                                "log_level": "INFO"}}}},
                                         tags={"lenslab/launched_by": "orchestration.launch"})
     return 0 if result.success else 1
 

@@ -58,7 +58,7 @@ def test_dvc_yaml_is_derived_from_the_asset_graph():
     for source in SOURCES:
         assert f"data/raw/{source}" in stages["image_catalog"]["deps"]
     for name, stage in stages.items():
-        assert stage["cmd"] == f"dg launch --assets {name}"
+        assert stage["cmd"] == f"python -m orchestration.launch --assets key:{name} --in-process"
         for key in stage.get("params", []):
             assert param(key) is not None or key in yaml.safe_load(
                 (REPO_ROOT / "params.yaml").read_text()), key
