@@ -19,8 +19,8 @@ demo: env  ## run the pipeline on the embedded synthetic data: every asset that 
 	python -m orchestration.launch --changed
 	@echo "what the pipeline wrote, and where: python -m orchestration.summary"
 
-test: env  ## the full test suite, slow end-to-end tests included (what CI runs)
-	python -m pytest
+test: env  ## the full test suite, slow end-to-end tests included (what CI runs), a worker per core
+	python -m pytest -n auto --dist loadfile
 
 test-fast: env  ## the test suite without the slow end-to-end tests
 	python -m pytest -m "not slow"
