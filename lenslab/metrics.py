@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from lenslab.seeding import rng
 
@@ -29,6 +28,9 @@ def accuracy(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    # sklearn on first use: asset modules import this file, and every step start-up pays for it
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
@@ -92,6 +94,8 @@ def interval(y: np.ndarray, p: np.ndarray, metric: Metric, *, groups: np.ndarray
 def binary_metrics(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | Sequence, unit: str,
                    resamples: int, seed: int, name: str) -> dict[str, object]:
     """Accuracy and ROC-AUC with grouped 95% bootstrap intervals, and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix
+
     y, p = np.asarray(y), np.asarray(p, dtype=float)
     cm = confusion_matrix(y, (p >= 0.5).astype(int), labels=[0, 1])
     kw = {"groups": groups, "resamples": resamples, "seed": seed}

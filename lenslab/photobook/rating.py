@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from lenslab.scaling import Standardiser
 from lenslab.seeding import rng
@@ -310,6 +309,8 @@ def fit_learned_vector(e: np.ndarray, train: Pairs, val: Pairs, standardiser: St
     x = differences(coords, train)
     x, y = np.r_[x, -x], np.r_[train.y, ~train.y]
     xv = differences(coords, val)
+    from sklearn.linear_model import LogisticRegression  # here: the asset modules import this file
+
     best: LearnedVector | None = None
     best_loss = np.inf
     curve = []
@@ -331,6 +332,8 @@ def fit_learned_vector(e: np.ndarray, train: Pairs, val: Pairs, standardiser: St
 
 def fit_scale(gaps: np.ndarray, y: np.ndarray) -> float:
     """Platt scaling without an intercept: the ``a`` of sigmoid(a * gap) by validation log loss."""
+    from sklearn.linear_model import LogisticRegression
+
     x = np.r_[gaps, -gaps][:, None]
     t = np.r_[y, ~y]
     return float(LogisticRegression(C=1e6, fit_intercept=False, max_iter=1000)
