@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the tests use as real parts: Redis (the Celery broker of the distributed
-# executor) and Chromium (headless browser tests). Installs only what is missing; needs root or
+# Debian packages the tests and benchmarks use as real parts: Redis (the Celery broker of the
+# distributed executor), Chromium (headless browser tests) and nginx-light (the web server of the
+# ingestion benchmark). Installs only what is missing; needs root or
 # sudo on a Debian/Ubuntu machine, and says what to install by hand otherwise.
 set -euo pipefail
 
-declare -A wanted=([redis-server]=redis-server [chromium]=chromium)
+declare -A wanted=([redis-server]=redis-server [chromium]=chromium [nginx]=nginx-light)
 missing=()
 for cmd in "${!wanted[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
+  # nginx lives in /usr/sbin, off a plain user's PATH
+  command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("${wanted[$cmd]}")
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
